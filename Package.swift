@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// The hot loops are plain C; give them the optimiser's full attention in every build
+// configuration (a debug `swift test` would otherwise run them at -O0).
+#if arch(x86_64)
+let kernelFlags: [String] = ["-O3", "-march=x86-64-v3", "-fno-math-errno"]
+#else
+let kernelFlags: [String] = ["-O3", "-fno-math-errno"]
+#endif
+
+let package = Package(
+    name: "USI",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "USICore", targets: ["USICore"]),
+        .library(name: "USIModels", targets: ["USIModels"]),
+        .library(name: "USIData", targets: ["USIData"]),
+        .executable(name: "usi", targets: ["usi-cli"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(
+            name: "CUSIKernels", dependencies: ["COpenBLAS"],
+            cSettings: [.unsafeFlags(kernelFlags)],
+            linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
+        .target(name: "USICore", dependencies: ["CUSIKernels"]),
+        .target(name: "USIModels", dependencies: ["USICore"]),
+        .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
+        .executableTarget(
+            name: "usi-cli",
+            dependencies: ["USICore", "USIModels", "USIData",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "USICoreTests", dependencies: ["USICore", "CUSIKernels"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "USIDataTests", dependencies: ["USIData"]),
+        .testTarget(name: "USIModelsTests", dependencies: ["USIModels"]),
+    ]
+)

@@ -1,0 +1,212 @@
+// USI kernels: the hot loops, in plain C.
+//
+// Conventions (llm.c style):
+// - every op is a `<op>_forward` / `<op>_backward` pair; shapes are in the first comment;
+// - activations are channels-last: images [N, H, W, C], tokens [N, T, C], rows [M, C];
+// - conv weights are OHWI: [Cout, KH, KW, Cin/groups];
+// - backward functions ACCUMULATE into gradient buffers (`+=`), so callers zero them first
+//   (or pass buffers that already hold gradients from other uses of the same tensor);
+// - a `_naive` reference sits beside every optimised kernel, used only by the tests;
+// - non-GEMM kernels split work so that each thread owns a disjoint slice of the output,
+//   which makes results deterministic for a given thread count.
+#ifndef USI_KERNELS_H
+#define USI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ----------------------------------------------------------------------------------------
+// Threads: one budget for BLAS and for the kernel pool.
+
+/// Sets the number of threads used by BLAS and by the kernel pool (n >= 1).
+void usi_set_num_threads(int n);
+/// The current thread budget.
+int usi_get_num_threads(void);
+/// Sets flush-to-zero and denormals-are-zero for the calling thread (pool threads do it
+/// themselves when they start).
+void usi_flush_denormals(void);
+/// Runs fn(ctx, task) for task in [0, n_tasks) on the kernel pool; returns when all are done.
+/// Tasks must write disjoint memory. Runs inline when the budget is one thread.
+void usi_parallel_for(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
+
+// ----------------------------------------------------------------------------------------
+// GEMM: the only place that names a BLAS.
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or X^T.
+void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void usi_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                     int ldc);
+
+// ----------------------------------------------------------------------------------------
+// Elementwise and strided copies.
+
+/// Strided N-d copy (ndim <= 8): dst[i] (=|+=) src[i] over `shape`, with element strides.
+/// A stride of 0 broadcasts. `accumulate` adds instead of assigning.
+void usi_copy_strided(float *dst, const int64_t *dst_strides, const float *src,
+                      const int64_t *src_strides, const int64_t *shape, int ndim,
+                      int accumulate);
+
+enum usi_binary_op { USI_ADD = 0, USI_SUB = 1, USI_MUL = 2, USI_DIV = 3 };
+/// out = a (op) b with broadcasting described by element strides (0 = broadcast), ndim <= 8.
+void usi_binary_forward(int op, float *out, const float *a, const int64_t *a_strides,
+                        const float *b, const int64_t *b_strides, const int64_t *shape,
+                        int ndim);
+
+/// y[i] = a * x[i] + b  (n elements)
+void usi_affine(float *y, const float *x, float a, float b, size_t n);
+/// y[i] += x[i]
+void usi_accumulate(float *y, const float *x, size_t n);
+/// y[i] = x[i] * m[i]
+void usi_mul(float *y, const float *x, const float *m, size_t n);
+/// Sum over the middle axis: x [outer, n, inner] -> out [outer, inner] (assigned).
+void usi_reduce_sum(float *out, const float *x, int64_t outer, int64_t n, int64_t inner);
+/// Sum of all n elements, accumulated in double.
+double usi_sum_all(const float *x, size_t n);
+/// 1 if any element is NaN or +-Inf.
+int usi_has_nonfinite(const float *x, size_t n);
+
+// ----------------------------------------------------------------------------------------
+// Activations. x, y [n]. Backward: dx += dy * f'(x); kernels read x (and y where cheaper).
+
+enum usi_activation {
+    USI_RELU = 0,
+    USI_RELU6 = 1,
+    USI_LEAKY_RELU = 2,  // alpha = negative slope
+    USI_GELU = 3,        // erf form
+    USI_GELU_TANH = 4,   // tanh approximation
+    USI_SILU = 5,
+    USI_HARDSWISH = 6,
+    USI_HARDSIGMOID = 7,
+    USI_SIGMOID = 8,
+    USI_TANH = 9,
+};
+void usi_activation_forward(int kind, float *y, const float *x, size_t n, float alpha);
+void usi_activation_backward(int kind, float *dx, const float *dy, const float *x,
+                             const float *y, size_t n, float alpha);
+void usi_activation_forward_naive(int kind, float *y, const float *x, size_t n, float alpha);
+void usi_activation_backward_naive(int kind, float *dx, const float *dy, const float *x,
+                                   const float *y, size_t n, float alpha);
+
+// ----------------------------------------------------------------------------------------
+// Convolution, channels-last, via im2col + GEMM over the whole batch.
+
+typedef struct {
+    int N, H, W, C;      // input [N, H, W, C]
+    int OC;              // output channels; output [N, OH, OW, OC]
+    int KH, KW;          // kernel
+    int SH, SW;          // stride
+    int PT, PL;          // padding before (top, left); bottom/right follow from OH, OW
+    int DH, DW;          // dilation
+    int OH, OW;          // output size (the caller decides; TF-"same" padding is asymmetric)
+    int groups;          // C and OC divisible by groups
+} usi_conv_shape;
+
+/// Elements of the im2col buffer the conv kernels need (0 when none is needed).
+size_t usi_conv2d_workspace_size(const usi_conv_shape *s);
+/// col [N*OH*OW, groups, KH, KW, C/groups] from x [N, H, W, C]; zero outside the image.
+void usi_im2col(float *col, const float *x, const usi_conv_shape *s);
+/// dx [N, H, W, C] += scatter of dcol (the adjoint of usi_im2col).
+void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s);
+/// out [N, OH, OW, OC] = conv(x, w [OC, KH, KW, C/groups]) + bias [OC] (bias may be NULL).
+void usi_conv2d_forward(float *out, const float *x, const float *w, const float *bias,
+                        const usi_conv_shape *s, float *workspace);
+/// dx += ..., dw += ..., dbias += ... ; any of dx, dw, dbias may be NULL to skip it.
+void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
+                         const float *x, const float *w, const usi_conv_shape *s,
+                         float *workspace);
+void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const float *bias,
+                              const usi_conv_shape *s);
+void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
+                               const float *x, const float *w, const usi_conv_shape *s);
+
+/// Depthwise conv (groups == C == OC): w [C, KH, KW, 1]. Vectorised along C.
+void usi_dwconv2d_forward(float *out, const float *x, const float *w, const float *bias,
+                          const usi_conv_shape *s);
+void usi_dwconv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
+                           const float *x, const float *w, const usi_conv_shape *s);
+
+// ----------------------------------------------------------------------------------------
+// Normalisation over rows x [M, C] (channels-last BatchNorm: M = N*H*W).
+
+/// Training mode: batch statistics. mean, invstd [C] are written (saved for backward);
+/// var_biased [C] receives the biased batch variance (for running statistics).
+void usi_batchnorm_forward_train(float *y, float *mean, float *invstd, float *var_biased,
+                                 const float *x, const float *gamma, const float *beta,
+                                 int64_t M, int C, float eps);
+/// Eval mode: y = (x - rmean) / sqrt(rvar + eps) * gamma + beta.
+void usi_batchnorm_forward_eval(float *y, const float *x, const float *rmean,
+                                const float *rvar, const float *gamma, const float *beta,
+                                int64_t M, int C, float eps);
+/// Training-mode backward; gamma/dgamma/dbeta may be NULL (no affine).
+void usi_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                            const float *x, const float *mean, const float *invstd,
+                            const float *gamma, int64_t M, int C);
+/// Eval-mode backward (statistics are constants).
+void usi_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                 const float *x, const float *rmean, const float *rvar,
+                                 const float *gamma, int64_t M, int C, float eps);
+
+/// LayerNorm over the last axis of x [M, C]; mean, rstd [M] saved for backward.
+void usi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                           const float *weight, const float *bias, int64_t M, int C,
+                           float eps);
+void usi_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *mean, const float *rstd,
+                            const float *weight, int64_t M, int C);
+
+// ----------------------------------------------------------------------------------------
+// Pooling, channels-last. Shapes as usi_conv_shape with OC == C, groups unused.
+
+/// out [N, OH, OW, C]; argmax [N, OH, OW, C] holds the flat input index (for backward).
+void usi_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
+                           const usi_conv_shape *s);
+void usi_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
+                            const usi_conv_shape *s);
+/// count_include_pad: divide by the window clipped to the padded input (PyTorch), else by
+/// the number of real input elements in the window.
+void usi_avgpool2d_forward(float *out, const float *x, const usi_conv_shape *s,
+                           int count_include_pad);
+void usi_avgpool2d_backward(float *dx, const float *dout, const usi_conv_shape *s,
+                            int count_include_pad);
+/// Adaptive average pooling (PyTorch bins): x [N, H, W, C] -> out [N, OH, OW, C].
+void usi_adaptive_avgpool2d_forward(float *out, const float *x, int N, int H, int W, int C,
+                                    int OH, int OW);
+void usi_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int H, int W,
+                                     int C, int OH, int OW);
+
+// ----------------------------------------------------------------------------------------
+// Softmax family over the last axis of x [M, C].
+
+void usi_softmax_forward(float *y, const float *x, int64_t M, int C);
+/// dx += y * (dy - sum(dy * y))
+void usi_softmax_backward(float *dx, const float *dy, const float *y, int64_t M, int C);
+void usi_log_softmax_forward(float *y, const float *x, int64_t M, int C);
+/// dx += dy - exp(y) * sum(dy)
+void usi_log_softmax_backward(float *dx, const float *dy, const float *y, int64_t M, int C);
+
+/// Cross-entropy of logits [M, C] against soft targets [M, C] (rows need not sum to 1) or,
+/// when targets is NULL, hard labels [M]. Returns the mean loss over rows; probs [M, C]
+/// receives softmax(logits) for the backward.
+double usi_cross_entropy_forward(float *probs, const float *logits, const float *targets,
+                                 const int32_t *labels, int64_t M, int C);
+/// dlogits += scale * (probs * sum(t) - t) / M  (hard labels: t is one-hot).
+void usi_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,
+                                const int32_t *labels, int64_t M, int C, float scale);
+
+// ----------------------------------------------------------------------------------------
+// Optimiser.
+
+/// AdamW step over flat storage (PyTorch semantics: decoupled decay, bias correction).
+/// step is the 1-based step count after increment.
+void usi_adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                    float beta1, float beta2, float eps, float weight_decay, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
