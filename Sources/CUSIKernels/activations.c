@@ -124,7 +124,7 @@ static void act_bwd_range(void *v, int64_t b, int64_t e) {
     case USI_HARDSWISH:
         for (int64_t i = 0; i < n; i++) {
             float xi = x[i];
-            float g = xi < -3.0f ? 0.0f : (xi <= 3.0f ? xi / 3.0f + 0.5f : 1.0f);
+            float g = xi <= -3.0f ? 0.0f : (xi < 3.0f ? xi / 3.0f + 0.5f : 1.0f);  // torch 2.x: 0 at -3, 1 at 3
             dx[i] += dy[i] * g;
         }
         break;
@@ -180,7 +180,7 @@ static double naive_f(int kind, double x, double alpha) {
     case USI_LEAKY_RELU: return x > 0 ? x : alpha * x;
     case USI_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
     case USI_GELU_TANH:
-        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / USI_PI) * (x + 0.044715 * x * x * x)));
     case USI_SILU: return x / (1.0 + exp(-x));
     case USI_HARDSWISH: {
         double r = x + 3 < 0 ? 0 : (x + 3 > 6 ? 6 : x + 3);
@@ -201,9 +201,9 @@ static double naive_df(int kind, double x, double alpha) {
     case USI_RELU: return x > 0 ? 1 : 0;
     case USI_RELU6: return (x > 0 && x < 6) ? 1 : 0;
     case USI_LEAKY_RELU: return x > 0 ? 1 : alpha;
-    case USI_GELU: return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+    case USI_GELU: return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * USI_PI);
     case USI_GELU_TANH: {
-        double k = sqrt(2.0 / M_PI);
+        double k = sqrt(2.0 / USI_PI);
         double t = tanh(k * (x + 0.044715 * x * x * x));
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
     }
@@ -211,7 +211,7 @@ static double naive_df(int kind, double x, double alpha) {
         double s = 1.0 / (1.0 + exp(-x));
         return s * (1 + x * (1 - s));
     }
-    case USI_HARDSWISH: return x < -3 ? 0 : (x <= 3 ? (2 * x + 3) / 6.0 : 1);
+    case USI_HARDSWISH: return x <= -3 ? 0 : (x < 3 ? (2 * x + 3) / 6.0 : 1);
     case USI_HARDSIGMOID: return (x > -3 && x < 3) ? 1.0 / 6.0 : 0;
     case USI_SIGMOID: {
         double s = 1.0 / (1.0 + exp(-x));

@@ -203,3 +203,19 @@ int usi_has_nonfinite(const float *x, size_t n) {
         if (bad[t]) return 1;
     return 0;
 }
+
+// out [C] += column sums of x [M, C].
+void usi_colsum_add(float *out, const float *x, int64_t M, int64_t C) {
+    if (!out || M <= 0 || C <= 0) return;
+    int tasks = usi_fixed_tasks(M, C);
+    double *part = (double *)calloc((size_t)tasks * (size_t)C, sizeof(double));
+    if (!part) return;
+    rs_partial_ctx p = {x, part, M, C, tasks};
+    usi_parallel_for(tasks, rs_partial, &p);
+    for (int64_t j = 0; j < C; j++) {
+        double s = 0.0;
+        for (int t = 0; t < tasks; t++) s += part[(size_t)t * C + j];
+        out[j] += (float)s;
+    }
+    free(part);
+}

@@ -12,8 +12,14 @@
 // Upper bound on tasks whose partition depends only on the problem size.
 #define USI_MAX_FIXED_TASKS 64
 
+#define USI_PI 3.14159265358979323846
+
 // threads.c
 void usi_pool_resize(int n);
+
+// elementwise.c: out [C] += column sums of x [M, C] (double partials over fixed row chunks,
+// added in chunk order: deterministic for any thread count).
+void usi_colsum_add(float *out, const float *x, int64_t M, int64_t C);
 
 /// Runs fn(ctx, begin, end) over contiguous ranges of [0, n). The partition depends on the
 /// thread budget, so use it only where the result does not depend on the partition

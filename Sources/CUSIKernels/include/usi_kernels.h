@@ -178,6 +178,16 @@ void usi_adaptive_avgpool2d_forward(float *out, const float *x, int N, int H, in
                                     int OH, int OW);
 void usi_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int H, int W,
                                      int C, int OH, int OW);
+/// Naive references (direct loops, used by the tests). The depthwise conv's reference is
+/// usi_conv2d_*_naive with groups == C.
+void usi_maxpool2d_forward_naive(float *out, int32_t *argmax, const float *x,
+                                 const usi_conv_shape *s);
+void usi_avgpool2d_forward_naive(float *out, const float *x, const usi_conv_shape *s,
+                                 int count_include_pad);
+void usi_avgpool2d_backward_naive(float *dx, const float *dout, const usi_conv_shape *s,
+                                  int count_include_pad);
+void usi_adaptive_avgpool2d_forward_naive(float *out, const float *x, int N, int H, int W,
+                                          int C, int OH, int OW);
 
 // ----------------------------------------------------------------------------------------
 // Softmax family over the last axis of x [M, C].

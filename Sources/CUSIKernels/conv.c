@@ -1,0 +1,367 @@
+// Convolution, channels-last, as im2col + GEMM over (chunks of) the whole batch.
+//
+// x [N, H, W, C], w [OC, KH, KW, C/groups] (OHWI), out [N, OH, OW, OC].
+// col [rows, groups, KH, KW, Cg] with rows = images*OH*OW; for group g the GEMM is
+//   out_g [rows, OCg] (ldc OC, column offset g*OCg) = col_g [rows, Kg] (lda groups*Kg,
+//   column offset g*Kg) x W_g^T, W_g = rows g*OCg.. of w viewed as [OC, Kg].
+// A 1x1 / stride-1 / unpadded conv (any groups) has col == x and needs no workspace.
+// The workspace holds the im2col of a chunk of whole images (about USI_CONV_CHUNK_ROWS
+// output pixels), so it stays small and warm in cache; backward reuses it for dcol.
+#include "usi_internal.h"
+
+#include <stdlib.h>
+
+#ifndef USI_CONV_CHUNK_ROWS
+#define USI_CONV_CHUNK_ROWS 4096
+#endif
+
+static int is_pointwise(const usi_conv_shape *s) {
+    return s->KH == 1 && s->KW == 1 && s->SH == 1 && s->SW == 1 && s->PT == 0 && s->PL == 0 &&
+           s->OH == s->H && s->OW == s->W;
+}
+
+static int64_t col_width(const usi_conv_shape *s) { return (int64_t)s->KH * s->KW * s->C; }
+
+// Images per im2col chunk.
+static int chunk_images(const usi_conv_shape *s) {
+    int64_t per = (int64_t)s->OH * s->OW;
+    if (per <= 0) return s->N > 0 ? s->N : 1;
+    int64_t nb = (USI_CONV_CHUNK_ROWS + per - 1) / per;
+    if (nb > s->N) nb = s->N;
+    return nb < 1 ? 1 : (int)nb;
+}
+
+// Elements of the workspace: im2col of one chunk of images (0 for pointwise convs).
+size_t usi_conv2d_workspace_size(const usi_conv_shape *s) {
+    if (is_pointwise(s) || s->N <= 0) return 0;
+    return (size_t)chunk_images(s) * (size_t)s->OH * (size_t)s->OW * (size_t)col_width(s);
+}
+
+static inline void copy_run(float *restrict d, const float *restrict src, int64_t n) {
+    if (n >= 16)
+        memcpy(d, src, (size_t)n * sizeof(float));
+    else
+        for (int64_t i = 0; i < n; i++) d[i] = src[i];
+}
+
+static inline void zero_run(float *d, int64_t n) {
+    if (n >= 16)
+        memset(d, 0, (size_t)n * sizeof(float));
+    else
+        for (int64_t i = 0; i < n; i++) d[i] = 0.0f;
+}
+
+static inline void add_run(float *restrict d, const float *restrict src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] += src[i];
+}
+
+typedef struct {
+    float *col;
+    const float *cdata;  // x (im2col) or dcol (col2im)
+    float *dx;
+    const usi_conv_shape *s;
+    int n0;  // first image of the chunk
+} i2c_ctx;
+
+// im2col of output rows [r0, r1), r = (n - n0) * OH + oh.
+static void im2col_range(void *v, int64_t r0, int64_t r1) {
+    const i2c_ctx *c = (const i2c_ctx *)v;
+    const usi_conv_shape *s = c->s;
+    const int H = s->H, W = s->W, C = s->C, KH = s->KH, KW = s->KW, G = s->groups;
+    const int Cg = C / G;
+    const int64_t K = col_width(s), Kg = K / G;
+    for (int64_t r = r0; r < r1; r++) {
+        int n = c->n0 + (int)(r / s->OH), oh = (int)(r % s->OH);
+        const float *xn = c->cdata + (size_t)n * H * W * C;
+        int ih0 = oh * s->SH - s->PT;
+        for (int ow = 0; ow < s->OW; ow++) {
+            float *dst = c->col + ((size_t)r * s->OW + ow) * K;
+            int iw0 = ow * s->SW - s->PL;
+            for (int kh = 0; kh < KH; kh++) {
+                int ih = ih0 + kh * s->DH;
+                if (G == 1) {
+                    float *d = dst + (size_t)kh * KW * C;
+                    if (ih < 0 || ih >= H) {
+                        zero_run(d, (int64_t)KW * C);
+                        continue;
+                    }
+                    const float *xr = xn + (size_t)ih * W * C;
+                    if (s->DW == 1) {
+                        int lo = iw0 < 0 ? -iw0 : 0;
+                        int hi = W - iw0 < KW ? W - iw0 : KW;
+                        if (lo > KW) lo = KW;
+                        if (hi < lo) hi = lo;
+                        zero_run(d, (int64_t)lo * C);
+                        copy_run(d + (size_t)lo * C, xr + (size_t)(iw0 + lo) * C,
+                                 (int64_t)(hi - lo) * C);
+                        zero_run(d + (size_t)hi * C, (int64_t)(KW - hi) * C);
+                    } else {
+                        for (int kw = 0; kw < KW; kw++) {
+                            int iw = iw0 + kw * s->DW;
+                            if (iw < 0 || iw >= W)
+                                zero_run(d + (size_t)kw * C, C);
+                            else
+                                copy_run(d + (size_t)kw * C, xr + (size_t)iw * C, C);
+                        }
+                    }
+                } else {
+                    int rowok = ih >= 0 && ih < H;
+                    for (int kw = 0; kw < KW; kw++) {
+                        int iw = iw0 + kw * s->DW;
+                        int ok = rowok && iw >= 0 && iw < W;
+                        float *d = dst + ((size_t)kh * KW + kw) * Cg;
+                        const float *xp = ok ? xn + ((size_t)ih * W + iw) * C : NULL;
+                        if (Cg == 1) {
+                            for (int g = 0; g < G; g++) d[(size_t)g * Kg] = ok ? xp[g] : 0.0f;
+                        } else {
+                            for (int g = 0; g < G; g++) {
+                                if (ok)
+                                    copy_run(d + (size_t)g * Kg, xp + (size_t)g * Cg, Cg);
+                                else
+                                    zero_run(d + (size_t)g * Kg, Cg);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void im2col_images(float *col, const float *x, const usi_conv_shape *s, int n0, int n1) {
+    i2c_ctx c = {col, x, NULL, s, n0};
+    usi_parallel_range((int64_t)(n1 - n0) * s->OH, (int64_t)s->OW * col_width(s), im2col_range,
+                       &c);
+}
+
+// col2im as a gather: task rows are input rows r = (n - n0) * H + ih, each collecting from
+// every (oh, kh) that touches it, in a fixed order.
+static void col2im_range(void *v, int64_t r0, int64_t r1) {
+    const i2c_ctx *c = (const i2c_ctx *)v;
+    const usi_conv_shape *s = c->s;
+    const int H = s->H, W = s->W, C = s->C, KH = s->KH, KW = s->KW, G = s->groups;
+    const int Cg = C / G;
+    const int64_t K = col_width(s), Kg = K / G;
+    for (int64_t r = r0; r < r1; r++) {
+        int nl = (int)(r / H), ih = (int)(r % H);
+        float *dxr = c->dx + ((size_t)(c->n0 + nl) * H + ih) * W * C;
+        for (int kh = 0; kh < KH; kh++) {
+            int t = ih + s->PT - kh * s->DH;
+            if (t < 0 || t % s->SH != 0) continue;
+            int oh = t / s->SH;
+            if (oh >= s->OH) continue;
+            const float *crow = c->cdata + ((size_t)nl * s->OH + oh) * s->OW * K;
+            for (int ow = 0; ow < s->OW; ow++) {
+                const float *src = crow + (size_t)ow * K;
+                int iw0 = ow * s->SW - s->PL;
+                if (G == 1) {
+                    const float *sk = src + (size_t)kh * KW * C;
+                    if (s->DW == 1) {
+                        int lo = iw0 < 0 ? -iw0 : 0;
+                        int hi = W - iw0 < KW ? W - iw0 : KW;
+                        if (hi > lo)
+                            add_run(dxr + (size_t)(iw0 + lo) * C, sk + (size_t)lo * C,
+                                    (int64_t)(hi - lo) * C);
+                    } else {
+                        for (int kw = 0; kw < KW; kw++) {
+                            int iw = iw0 + kw * s->DW;
+                            if (iw >= 0 && iw < W)
+                                add_run(dxr + (size_t)iw * C, sk + (size_t)kw * C, C);
+                        }
+                    }
+                } else {
+                    for (int kw = 0; kw < KW; kw++) {
+                        int iw = iw0 + kw * s->DW;
+                        if (iw < 0 || iw >= W) continue;
+                        const float *sk = src + ((size_t)kh * KW + kw) * Cg;
+                        float *d = dxr + (size_t)iw * C;
+                        if (Cg == 1)
+                            for (int g = 0; g < G; g++) d[g] += sk[(size_t)g * Kg];
+                        else
+                            for (int g = 0; g < G; g++)
+                                add_run(d + (size_t)g * Cg, sk + (size_t)g * Kg, Cg);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void col2im_images(float *dx, const float *dcol, const usi_conv_shape *s, int n0,
+                          int n1) {
+    i2c_ctx c = {NULL, dcol, dx, s, n0};
+    int64_t work = (int64_t)s->W * s->C * ((s->KH + s->SH - 1) / s->SH) *
+                   ((s->KW + s->SW - 1) / s->SW);
+    usi_parallel_range((int64_t)(n1 - n0) * s->H, work, col2im_range, &c);
+}
+
+// col [N*OH*OW, groups, KH, KW, Cg] from x [N, H, W, C].
+void usi_im2col(float *col, const float *x, const usi_conv_shape *s) {
+    im2col_images(col, x, s, 0, s->N);
+}
+
+// dx [N, H, W, C] += col2im(dcol [N*OH*OW, groups, KH, KW, Cg]).
+void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s) {
+    col2im_images(dx, dcol, s, 0, s->N);
+}
+
+typedef struct {
+    float *out;
+    const float *bias;
+    int OC;
+} bias_ctx;
+
+static void bias_fill_range(void *v, int64_t r0, int64_t r1) {
+    const bias_ctx *c = (const bias_ctx *)v;
+    for (int64_t r = r0; r < r1; r++) memcpy(c->out + r * c->OC, c->bias, (size_t)c->OC * sizeof(float));
+}
+
+// out [rows, OC] = bias (broadcast over rows).
+static void fill_bias(float *out, const float *bias, int64_t rows, int OC) {
+    bias_ctx c = {out, bias, OC};
+    usi_parallel_range(rows, OC, bias_fill_range, &c);
+}
+
+// out [N, OH, OW, OC] = conv(x [N, H, W, C], w [OC, KH, KW, C/groups]) + bias [OC]
+void usi_conv2d_forward(float *out, const float *x, const float *w, const float *bias,
+                        const usi_conv_shape *s, float *workspace) {
+    const int G = s->groups, OC = s->OC, OCg = OC / G;
+    const int64_t K = col_width(s), Kg = K / G;
+    const int64_t per = (int64_t)s->OH * s->OW;
+    if (s->N <= 0 || per <= 0 || OC <= 0) return;
+    if (bias) fill_bias(out, bias, (int64_t)s->N * per, OC);
+    float beta = bias ? 1.0f : 0.0f;
+    if (is_pointwise(s)) {
+        int M = (int)((int64_t)s->N * per);
+        for (int g = 0; g < G; g++)
+            usi_sgemm(0, 1, M, OCg, (int)Kg, 1.0f, x + (size_t)g * Kg, s->C,
+                      w + (size_t)g * OCg * Kg, (int)Kg, beta, out + (size_t)g * OCg, OC);
+        return;
+    }
+    int nb = chunk_images(s);
+    for (int n0 = 0; n0 < s->N; n0 += nb) {
+        int n1 = n0 + nb < s->N ? n0 + nb : s->N;
+        int Mc = (int)((int64_t)(n1 - n0) * per);
+        im2col_images(workspace, x, s, n0, n1);
+        float *oc = out + (size_t)n0 * per * OC;
+        for (int g = 0; g < G; g++)
+            usi_sgemm(0, 1, Mc, OCg, (int)Kg, 1.0f, workspace + (size_t)g * Kg, (int)K,
+                      w + (size_t)g * OCg * Kg, (int)Kg, beta, oc + (size_t)g * OCg, OC);
+    }
+}
+
+// dx [N, H, W, C] += ..., dw [OC, KH, KW, Cg] += ..., dbias [OC] += ... (each may be NULL)
+void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
+                         const float *x, const float *w, const usi_conv_shape *s,
+                         float *workspace) {
+    const int G = s->groups, OC = s->OC, OCg = OC / G, C = s->C, Cg = C / G;
+    const int64_t K = col_width(s), Kg = K / G;
+    const int64_t per = (int64_t)s->OH * s->OW;
+    if (s->N <= 0 || per <= 0 || OC <= 0) return;
+    if (dbias) usi_colsum_add(dbias, dout, (int64_t)s->N * per, OC);
+    if (!dx && !dw) return;
+    if (is_pointwise(s)) {
+        int M = (int)((int64_t)s->N * per);
+        for (int g = 0; g < G; g++) {
+            const float *dg = dout + (size_t)g * OCg;
+            if (dw)
+                usi_sgemm(1, 0, OCg, (int)Kg, M, 1.0f, dg, OC, x + (size_t)g * Kg, C, 1.0f,
+                          dw + (size_t)g * OCg * Kg, (int)Kg);
+            if (dx)
+                usi_sgemm(0, 0, M, Cg, OCg, 1.0f, dg, OC, w + (size_t)g * OCg * Kg, (int)Kg,
+                          1.0f, dx + (size_t)g * Cg, C);
+        }
+        return;
+    }
+    int nb = chunk_images(s);
+    for (int n0 = 0; n0 < s->N; n0 += nb) {
+        int n1 = n0 + nb < s->N ? n0 + nb : s->N;
+        int Mc = (int)((int64_t)(n1 - n0) * per);
+        const float *dc = dout + (size_t)n0 * per * OC;
+        if (dw) {
+            im2col_images(workspace, x, s, n0, n1);
+            for (int g = 0; g < G; g++)
+                usi_sgemm(1, 0, OCg, (int)Kg, Mc, 1.0f, dc + (size_t)g * OCg, OC,
+                          workspace + (size_t)g * Kg, (int)K, 1.0f, dw + (size_t)g * OCg * Kg,
+                          (int)Kg);
+        }
+        if (dx) {
+            for (int g = 0; g < G; g++)
+                usi_sgemm(0, 0, Mc, (int)Kg, OCg, 1.0f, dc + (size_t)g * OCg, OC,
+                          w + (size_t)g * OCg * Kg, (int)Kg, 0.0f, workspace + (size_t)g * Kg,
+                          (int)K);
+            col2im_images(dx, workspace, s, n0, n1);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Naive references: direct loops, double accumulation.
+
+void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const float *bias,
+                              const usi_conv_shape *s) {
+    const int G = s->groups, Cg = s->C / G, OCg = s->OC / G;
+    for (int n = 0; n < s->N; n++)
+        for (int oh = 0; oh < s->OH; oh++)
+            for (int ow = 0; ow < s->OW; ow++)
+                for (int oc = 0; oc < s->OC; oc++) {
+                    int g = oc / OCg;
+                    double acc = bias ? bias[oc] : 0.0;
+                    for (int kh = 0; kh < s->KH; kh++)
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            int ih = oh * s->SH - s->PT + kh * s->DH;
+                            int iw = ow * s->SW - s->PL + kw * s->DW;
+                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                            for (int c = 0; c < Cg; c++)
+                                acc += (double)x[(((size_t)n * s->H + ih) * s->W + iw) * s->C +
+                                                 g * Cg + c] *
+                                       w[(((size_t)oc * s->KH + kh) * s->KW + kw) * Cg + c];
+                        }
+                    out[(((size_t)n * s->OH + oh) * s->OW + ow) * s->OC + oc] = (float)acc;
+                }
+}
+
+void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
+                               const float *x, const float *w, const usi_conv_shape *s) {
+    const int G = s->groups, Cg = s->C / G, OCg = s->OC / G;
+    size_t nx = (size_t)s->N * s->H * s->W * s->C;
+    size_t nw = (size_t)s->OC * s->KH * s->KW * Cg;
+    double *ax = (double *)calloc(nx, sizeof(double));
+    double *aw = (double *)calloc(nw, sizeof(double));
+    double *ab = (double *)calloc((size_t)s->OC, sizeof(double));
+    if (!ax || !aw || !ab) {
+        free(ax);
+        free(aw);
+        free(ab);
+        return;
+    }
+    for (int n = 0; n < s->N; n++)
+        for (int oh = 0; oh < s->OH; oh++)
+            for (int ow = 0; ow < s->OW; ow++)
+                for (int oc = 0; oc < s->OC; oc++) {
+                    int g = oc / OCg;
+                    double d = dout[(((size_t)n * s->OH + oh) * s->OW + ow) * s->OC + oc];
+                    ab[oc] += d;
+                    for (int kh = 0; kh < s->KH; kh++)
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            int ih = oh * s->SH - s->PT + kh * s->DH;
+                            int iw = ow * s->SW - s->PL + kw * s->DW;
+                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                            for (int c = 0; c < Cg; c++) {
+                                size_t xi = (((size_t)n * s->H + ih) * s->W + iw) * s->C + g * Cg + c;
+                                size_t wi = (((size_t)oc * s->KH + kh) * s->KW + kw) * Cg + c;
+                                ax[xi] += d * w[wi];
+                                aw[wi] += d * x[xi];
+                            }
+                        }
+                }
+    if (dx)
+        for (size_t i = 0; i < nx; i++) dx[i] = (float)(dx[i] + ax[i]);
+    if (dw)
+        for (size_t i = 0; i < nw; i++) dw[i] = (float)(dw[i] + aw[i]);
+    if (dbias)
+        for (int i = 0; i < s->OC; i++) dbias[i] = (float)(dbias[i] + ab[i]);
+    free(ax);
+    free(aw);
+    free(ab);
+}

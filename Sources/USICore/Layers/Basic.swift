@@ -1,0 +1,118 @@
+/// Passes its input through.
+public final class Identity: Module, UnaryLayer {
+    /// Creates the layer.
+    public override init() { super.init() }
+    /// Returns `x`.
+    public func callAsFunction(_ x: Tensor) -> Tensor { x }
+}
+
+/// Runs layers in order; children are named `0`, `1`, … as PyTorch's `nn.Sequential`.
+public final class Sequential: Module, UnaryLayer {
+    /// The layers, in order.
+    public let layers: [any UnaryLayer]
+
+    /// Creates the container.
+    public init(_ layers: [any UnaryLayer]) {
+        self.layers = layers
+        super.init()
+        for (i, layer) in layers.enumerated() { register(String(i), layer) }
+    }
+
+    /// Applies every layer in turn.
+    public func callAsFunction(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
+}
+
+/// A pointwise nonlinearity as a layer.
+public final class ActivationLayer: Module, UnaryLayer {
+    /// The function applied.
+    public let activation: Activation
+    /// Creates the layer.
+    public init(_ activation: Activation) {
+        self.activation = activation
+        super.init()
+    }
+    /// Applies the activation.
+    public func callAsFunction(_ x: Tensor) -> Tensor { activation(x) }
+}
+
+/// Inverted dropout in training mode; identity in eval mode.
+public final class Dropout: Module, UnaryLayer {
+    /// Probability of zeroing an element.
+    public let probability: Float
+    private var generator: RandomGenerator
+
+    /// Creates the layer; its random stream is seeded by `seed`.
+    public init(probability: Float, seed: UInt64 = 0) {
+        self.probability = probability
+        generator = RandomGenerator(seed: seed, stream: [0xD20])
+        super.init()
+    }
+
+    /// Applies dropout when training.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        dropout(x, probability: probability, training: isTraining, generator: &generator)
+    }
+}
+
+/// Stochastic depth for residual branches (timm's `DropPath`).
+public final class DropPath: Module, UnaryLayer {
+    /// Probability of dropping a sample's branch.
+    public let probability: Float
+    private var generator: RandomGenerator
+
+    /// Creates the layer; its random stream is seeded by `seed`.
+    public init(probability: Float, seed: UInt64 = 0) {
+        self.probability = probability
+        generator = RandomGenerator(seed: seed, stream: [0xD1A7])
+        super.init()
+    }
+
+    /// Drops whole samples when training.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        dropPath(x, probability: probability, training: isTraining, generator: &generator)
+    }
+}
+
+/// Max pooling as a layer.
+public final class MaxPool2d: Module, UnaryLayer {
+    let kernel: (Int, Int), stride: (Int, Int), padding: Padding, ceilMode: Bool
+    /// Creates the layer (stride defaults to the kernel size).
+    public init(kernelSize: Int, stride: Int? = nil, padding: Padding = .valid, ceilMode: Bool = false) {
+        kernel = (kernelSize, kernelSize)
+        self.stride = (stride ?? kernelSize, stride ?? kernelSize)
+        self.padding = padding
+        self.ceilMode = ceilMode
+        super.init()
+    }
+    /// Pools `[N, H, W, C]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        maxPool2d(x, kernel: kernel, stride: stride, padding: padding, ceilMode: ceilMode)
+    }
+}
+
+/// Average pooling as a layer.
+public final class AvgPool2d: Module, UnaryLayer {
+    let kernel: (Int, Int), stride: (Int, Int), padding: Padding, ceilMode: Bool, countIncludePad: Bool
+    /// Creates the layer (stride defaults to the kernel size).
+    public init(kernelSize: Int, stride: Int? = nil, padding: Padding = .valid, ceilMode: Bool = false,
+                countIncludePad: Bool = true) {
+        kernel = (kernelSize, kernelSize)
+        self.stride = (stride ?? kernelSize, stride ?? kernelSize)
+        self.padding = padding
+        self.ceilMode = ceilMode
+        self.countIncludePad = countIncludePad
+        super.init()
+    }
+    /// Pools `[N, H, W, C]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        avgPool2d(x, kernel: kernel, stride: stride, padding: padding, ceilMode: ceilMode, countIncludePad: countIncludePad)
+    }
+}
+
+/// Global average pooling `[N, H, W, C]` → `[N, C]`.
+public final class GlobalAvgPool: Module, UnaryLayer {
+    /// Creates the layer.
+    public override init() { super.init() }
+    /// Averages over the spatial axes.
+    public func callAsFunction(_ x: Tensor) -> Tensor { globalAvgPool2d(x) }
+}

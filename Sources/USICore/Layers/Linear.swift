@@ -1,0 +1,25 @@
+/// A fully connected layer, `x · weightᵀ + bias`, over the last axis. `weight` is
+/// `[outputFeatures, inputFeatures]` (PyTorch layout).
+public final class Linear: Module, UnaryLayer {
+    /// `[out, in]`.
+    public let weight: Tensor
+    /// `[out]` or `nil`.
+    public let bias: Tensor?
+
+    /// Creates the layer with PyTorch's default initialisation.
+    public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true) {
+        weight = Initialization.pytorchDefault([outputFeatures, inputFeatures], fanIn: inputFeatures)
+        self.bias = bias ? Initialization.pytorchDefault([outputFeatures], fanIn: inputFeatures) : nil
+        super.init()
+        registerParameter("weight", weight)
+        if let b = self.bias { registerParameter("bias", b) }
+    }
+
+    /// Input features.
+    public var inputFeatures: Int { weight.shape[1] }
+    /// Output features.
+    public var outputFeatures: Int { weight.shape[0] }
+
+    /// Applies the layer.
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+}

@@ -1,0 +1,181 @@
+import CTurboJPEG
+import CUSIKernels
+
+/// What a JPEG header says about the image.
+public struct JPEGHeader: Sendable, Equatable {
+    /// Full-resolution width in pixels.
+    public var width: Int
+    /// Full-resolution height in pixels.
+    public var height: Int
+    /// The colour space stored in the file.
+    public var colorSpace: ColorSpace
+
+    /// JPEG colour spaces as libjpeg-turbo reports them.
+    public enum ColorSpace: Sendable, Equatable {
+        case rgb, yCbCr, gray, cmyk, yccK
+    }
+
+    /// Samples per pixel the decoder produces: 1 for grey files, 3 otherwise (CMYK and YCCK
+    /// files are converted to RGB).
+    public var outputChannels: Int { colorSpace == .gray ? 1 : 3 }
+}
+
+/// Decodes JPEG files with libjpeg-turbo's TurboJPEG API (`tjDecompress2`, accurate integer
+/// IDCT and fancy upsampling, i.e. `djpeg`'s defaults, so the output is bit-identical to
+/// `djpeg -ppm`).
+///
+/// One decoder holds one TurboJPEG handle and is not thread-safe: give every worker thread
+/// its own. Behaviour on bad input:
+/// - a file that is not a JPEG, or whose headers are damaged, throws
+///   ``DataError/decodeFailed(name:reason:)`` naming the file;
+/// - a file whose entropy-coded data ends early (a truncated download) decodes: libjpeg-turbo
+///   fills the missing rows with grey and reports a warning, which is tolerated and
+///   reported through ``DecodedJPEG/hadWarning``.
+public final class JPEGDecoder {
+    private let handle: tjhandle
+
+    /// Creates a decoder (one TurboJPEG handle).
+    public init() throws {
+        guard let handle = tjInitDecompress() else {
+            throw DataError.decodeFailed(name: "-", reason: "cannot create a TurboJPEG decompressor")
+        }
+        self.handle = handle
+    }
+
+    deinit { tjDestroy(handle) }
+
+    /// Reads the header of an encoded JPEG.
+    public func header(of bytes: UnsafeRawBufferPointer, name: String) throws -> JPEGHeader {
+        guard let base = bytes.baseAddress, bytes.count > 2 else {
+            throw DataError.decodeFailed(name: name, reason: "file is empty")
+        }
+        var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, space: Int32 = 0
+        let status = tjDecompressHeader3(handle, base.assumingMemoryBound(to: UInt8.self),
+                                         UInt(bytes.count), &width, &height, &subsampling, &space)
+        guard status == 0, width > 0, height > 0 else {
+            let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? ""
+            if message.contains("subsampling"), let frame = JPEGMarkers.frame(in: bytes) {
+                // TurboJPEG 2.x only names the usual subsamplings; tjDecompress2 decodes others.
+                let space: JPEGHeader.ColorSpace
+                switch frame.components {
+                case 1: space = .gray
+                case 4: space = frame.adobeTransform == 2 ? .yccK : .cmyk
+                default: space = frame.adobeTransform == 0 ? .rgb : .yCbCr
+                }
+                return JPEGHeader(width: frame.width, height: frame.height, colorSpace: space)
+            }
+            throw DataError.decodeFailed(name: name, reason: notJPEGReason(bytes))
+        }
+        let colorSpace: JPEGHeader.ColorSpace
+        switch Int(space) {
+        case Int(TJCS_RGB.rawValue): colorSpace = .rgb
+        case Int(TJCS_GRAY.rawValue): colorSpace = .gray
+        case Int(TJCS_CMYK.rawValue): colorSpace = .cmyk
+        case Int(TJCS_YCCK.rawValue): colorSpace = .yccK
+        default: colorSpace = .yCbCr
+        }
+        return JPEGHeader(width: Int(width), height: Int(height), colorSpace: colorSpace)
+    }
+
+    /// The size of the image when decoded at `1/scaleDenominator` (1, 2, 4 or 8), rounded
+    /// up as libjpeg does.
+    public static func scaledSize(width: Int, height: Int, scaleDenominator: Int) -> (width: Int, height: Int) {
+        ((width + scaleDenominator - 1) / scaleDenominator, (height + scaleDenominator - 1) / scaleDenominator)
+    }
+
+    /// The largest DCT-domain reduction (1, 2, 4 or 8) that keeps a `cropWidth`×`cropHeight`
+    /// region at least `targetWidth`×`targetHeight` pixels, so the following resize still
+    /// only shrinks (and its antialiasing filter does the rest).
+    public static func scaleDenominator(cropWidth: Double, cropHeight: Double,
+                                        targetWidth: Int, targetHeight: Int) -> Int {
+        for denominator in [8, 4, 2] {
+            let d = Double(denominator)
+            if cropWidth / d >= Double(targetWidth) && cropHeight / d >= Double(targetHeight) {
+                return denominator
+            }
+        }
+        return 1
+    }
+
+    /// Decodes an encoded JPEG at full size or reduced by `scaleDenominator` (1, 2, 4, 8).
+    ///
+    /// Grey files decode to 1 channel, everything else to RGB.
+    public func decode(_ bytes: [UInt8], name: String, scaleDenominator: Int = 1) throws -> DecodedJPEG {
+        let buffer = ByteBuffer()
+        return try bytes.withUnsafeBytes { raw in
+            let layout = try decode(raw, name: name, scaleDenominator: scaleDenominator, into: buffer)
+            let count = layout.width * layout.height * layout.channels
+            let pixels = [UInt8](UnsafeBufferPointer(start: buffer.pointer, count: count))
+            return DecodedJPEG(
+                image: Image(uncheckedWidth: layout.width, height: layout.height, channels: layout.channels, pixels: pixels),
+                header: layout.header, hadWarning: layout.hadWarning)
+        }
+    }
+
+    /// Decodes a JPEG file.
+    public func decode(file path: String, scaleDenominator: Int = 1) throws -> DecodedJPEG {
+        let bytes = ByteBuffer()
+        let size = try bytes.read(file: path)
+        return try decode([UInt8](UnsafeBufferPointer(start: bytes.pointer, count: size)),
+                          name: path, scaleDenominator: scaleDenominator)
+    }
+
+    struct Layout {
+        var width: Int, height: Int, channels: Int
+        var header: JPEGHeader
+        var hadWarning: Bool
+    }
+
+    /// Decodes into a reusable buffer (packed `[height, width, channels]`).
+    func decode(_ bytes: UnsafeRawBufferPointer, name: String, scaleDenominator: Int,
+                into output: ByteBuffer, header known: JPEGHeader? = nil) throws -> Layout {
+        guard [1, 2, 4, 8].contains(scaleDenominator) else {
+            throw DataError.invalidArgument("JPEG scale denominator must be 1, 2, 4 or 8, got \(scaleDenominator)")
+        }
+        let header = try known ?? self.header(of: bytes, name: name)
+        let (width, height) = Self.scaledSize(width: header.width, height: header.height,
+                                              scaleDenominator: scaleDenominator)
+        let cmyk = header.colorSpace == .cmyk || header.colorSpace == .yccK
+        let format: TJPF = header.colorSpace == .gray ? TJPF_GRAY : (cmyk ? TJPF_CMYK : TJPF_RGB)
+        let decodedChannels = header.colorSpace == .gray ? 1 : (cmyk ? 4 : 3)
+        // CMYK decodes to 4 channels first and is converted in place to 3.
+        output.reserve(width * height * decodedChannels)
+        let status = tjDecompress2(handle, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                   UInt(bytes.count), output.pointer, Int32(width),
+                                   Int32(width * decodedChannels), Int32(height),
+                                   Int32(format.rawValue), 0)
+        var hadWarning = false
+        if status != 0 {
+            if tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) {
+                hadWarning = true
+            } else {
+                let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
+                throw DataError.decodeFailed(name: name, reason: message)
+            }
+        }
+        if cmyk {
+            usi_image_cmyk_to_rgb(output.pointer, output.pointer, width * height)
+        }
+        return Layout(width: width, height: height, channels: header.outputChannels,
+                      header: header, hadWarning: hadWarning)
+    }
+
+    private func notJPEGReason(_ bytes: UnsafeRawBufferPointer) -> String {
+        let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
+        if bytes.count >= 2 && !(bytes[0] == 0xFF && bytes[1] == 0xD8) {
+            return "not a JPEG file (no SOI marker); \(message)"
+        }
+        return message
+    }
+}
+
+/// The result of decoding one JPEG.
+public struct DecodedJPEG: Sendable {
+    /// The pixels: 1 channel for grey files, RGB otherwise.
+    public var image: Image
+    /// The file's header (full-resolution size, colour space).
+    public var header: JPEGHeader
+    /// libjpeg-turbo reported a recoverable problem, typically "premature end of data
+    /// segment" for a truncated file, and filled the missing part.
+    public var hadWarning: Bool
+}

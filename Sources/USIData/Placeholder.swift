@@ -1,1 +1,0 @@
-// The data pipeline (being written).

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import USICore
+
+@Suite("safetensors I/O")
+struct SafeTensorsTests {
+    static func temporaryURL(_ name: String) -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("usi-st-\(getpid())-\(name).safetensors")
+    }
+
+    @Test("a file written by Python's safetensors loads, with metadata")
+    func readsPythonFile() throws {
+        let file = try fixture("linear")
+        #expect(file.metadata["generator"]?.contains("torch") == true)
+        #expect(try file.tensor("linear.weight").shape == [6, 10])
+    }
+
+    @Test("round trip of F32, F16, BF16 and I64 with metadata, written atomically")
+    func roundTrip() throws {
+        let values: [Float] = [0, 1, -2.5, 3.140625, 65504, 1e-7, -0.0009765625, 1234.5]
+        let t = Tensor(shape: [2, 4], values: values)
+        let url = Self.temporaryURL("roundtrip")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write([
+            "a": SafeTensorsRecord(t),
+            "b": SafeTensorsRecord(t, dtype: .float16),
+            "c": SafeTensorsRecord(t, dtype: .bfloat16),
+            "n": SafeTensorsRecord(int64: [42], shape: []),
+        ], metadata: ["format": "pt", "classes": "10"], to: url)
+        let file = try SafeTensorsFile(contentsOf: url)
+        #expect(file.metadata == ["format": "pt", "classes": "10"])
+        #expect(try file.tensor("a").toArray() == values)
+        #expect(try file.integers("n") == [42])
+        #expect(try file.tensor("n").shape == [])
+        let half = try file.tensor("b").toArray(), brain = try file.tensor("c").toArray()
+        for (i, v) in values.enumerated() {
+            #expect(abs(half[i] - v) <= abs(v) * 1e-3 + 1e-7, "F16 \(v) -> \(half[i])")
+            #expect(abs(brain[i] - v) <= abs(v) * 8e-3, "BF16 \(v) -> \(brain[i])")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: url.deletingLastPathComponent().path)
+            .filter { $0.contains(url.lastPathComponent) && $0.contains(".tmp-") }
+        #expect(leftovers.isEmpty)
+    }
+
+    static func header(_ json: String, data: Int) -> Data {
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(Data(json.utf8))
+        out.append(Data(count: data))
+        return out
+    }
+
+    static let malformed: [(String, Data, String)] = [
+        ("empty file", Data(), "truncated"),
+        ("truncated header", header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: 8).prefix(20), "truncated"),
+        ("truncated data", header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: 4), "truncated"),
+        ("oversized header", { var d = Data(); withUnsafeBytes(of: UInt64(1 << 40).littleEndian) { d.append(contentsOf: $0) }; return d }(), "exceeds"),
+        ("not JSON", header("{nope", data: 0), "JSON"),
+        ("overlapping offsets", header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: 8), "overlaps"),
+        ("size does not match shape", header(#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: 8), "needs 12 bytes"),
+        ("unknown dtype", header(#"{"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#, data: 2), "unsupported dtype"),
+        ("hole", header(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: 8), "gap"),
+    ]
+
+    @Test("malformed files throw clear errors", arguments: malformed.indices)
+    func rejectsMalformed(_ index: Int) {
+        let (name, data, message) = Self.malformed[index]
+        do {
+            _ = try SafeTensorsFile(data: data, source: name)
+            Issue.record("\(name): accepted")
+        } catch let error as SafeTensorsError {
+            #expect(error.description.contains(message), "\(name): \(error.description)")
+        } catch {
+            Issue.record("\(name): unexpected error \(error)")
+        }
+    }
+
+    @Test("a missing file and a missing tensor name throw")
+    func missing() throws {
+        #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(contentsOf: URL(fileURLWithPath: "/nonexistent/x.safetensors")) }
+        let file = try fixture("linear")
+        #expect(throws: SafeTensorsError.self) { try file.tensor("no.such.tensor") }
+        #expect(throws: SafeTensorsError.self) { try file.integers("linear.weight") }
+    }
+}
