@@ -178,7 +178,7 @@ static double naive_f(int kind, double x, double alpha) {
     case USI_RELU: return x > 0 ? x : 0;
     case USI_RELU6: return x < 0 ? 0 : (x > 6 ? 6 : x);
     case USI_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case USI_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    case USI_GELU: return 0.5 * x * erfc(-x / sqrt(2.0));  // = 0.5x(1+erf(x/sqrt2)), no cancellation
     case USI_GELU_TANH:
         return 0.5 * x * (1.0 + tanh(sqrt(2.0 / USI_PI) * (x + 0.044715 * x * x * x)));
     case USI_SILU: return x / (1.0 + exp(-x));
@@ -201,7 +201,7 @@ static double naive_df(int kind, double x, double alpha) {
     case USI_RELU: return x > 0 ? 1 : 0;
     case USI_RELU6: return (x > 0 && x < 6) ? 1 : 0;
     case USI_LEAKY_RELU: return x > 0 ? 1 : alpha;
-    case USI_GELU: return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * USI_PI);
+    case USI_GELU: return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-0.5 * x * x) / sqrt(2.0 * USI_PI);
     case USI_GELU_TANH: {
         double k = sqrt(2.0 / USI_PI);
         double t = tanh(k * (x + 0.044715 * x * x * x));

@@ -47,6 +47,12 @@ struct GradientCheckTests {
             batchNorm($0[0], weight: $0[1], bias: $0[2], runningMean: nil, runningVariance: nil, training: true)
         },
         Case(name: "layerNorm", shapes: [[3, 4, 6], [6], [6]]) { layerNorm($0[0], weight: $0[1], bias: $0[2]) },
+        Case(name: "exp", shapes: [[20]]) { exp($0[0]) },
+        Case(name: "log", shapes: [[20]]) { log($0[0] * $0[0] + 0.5) },
+        Case(name: "sqrt", shapes: [[20]]) { sqrt($0[0] * $0[0] + 0.5) },
+        Case(name: "square", shapes: [[20]]) { square($0[0]) },
+        Case(name: "abs", shapes: [[20]]) { abs($0[0] + 0.05) },
+        Case(name: "clamp", shapes: [[20]]) { clamp($0[0] * 2, lower: -0.5, upper: 0.7) },
         Case(name: "relu6", shapes: [[40]]) { relu6($0[0] * 4) },
         Case(name: "hardswish", shapes: [[40]]) { hardSwish($0[0] * 4) },
         Case(name: "gelu", shapes: [[40]]) { gelu($0[0] * 3) },

@@ -1,0 +1,14 @@
+/// Registers every architecture this package ships; each family file adds one function.
+enum BuiltInModels {
+    static func registerAll() {
+        registerResNets()
+        registerConvNeXts()
+        registerTResNets()
+        registerMobileNetV3s()
+        registerEfficientNets()
+        registerEdgeNeXts()
+        registerVisionTransformers()
+        registerLeViTs()
+        registerMLPModels()
+    }
+}

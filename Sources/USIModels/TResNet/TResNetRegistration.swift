@@ -1,0 +1,4 @@
+extension BuiltInModels {
+    /// Registers this family (not written yet: registers nothing).
+    static func registerTResNets() {}
+}
