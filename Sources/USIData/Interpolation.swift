@@ -1,14 +1,8 @@
 import CUSIKernels
+import USICore
 
-/// Resampling filter for resizes and affine warps, with Pillow's semantics (timm's
-/// transforms run on PIL images).
-public enum Interpolation: String, Sendable, CaseIterable, Codable {
-    /// Pillow `BILINEAR`: triangle filter, antialiased when shrinking.
-    case bilinear
-    /// Pillow `BICUBIC`: cubic filter (a = -0.5 for resize, a = -1 for affine warps, as in
-    /// Pillow), antialiased when shrinking.
-    case bicubic
-
+// `Interpolation` is USICore's (it is part of every `BackboneConfig`); here it learns its kernel code.
+extension Interpolation {
     var kernelValue: Int32 {
         switch self {
         case .bilinear: return Int32(USI_RESAMPLE_BILINEAR.rawValue)

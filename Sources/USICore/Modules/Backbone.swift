@@ -1,6 +1,11 @@
-/// Resampling filters for image resizing (timm's `interpolation`).
-public enum Interpolation: String, Sendable, Codable, Hashable {
-    case bilinear, bicubic
+/// Resampling filter for resizes and affine warps, with Pillow's semantics (timm's
+/// transforms run on PIL images); a backbone's default is its timm `interpolation`.
+public enum Interpolation: String, Sendable, CaseIterable, Codable, Hashable {
+    /// Pillow `BILINEAR`: triangle filter, antialiased when shrinking.
+    case bilinear
+    /// Pillow `BICUBIC`: cubic filter (a = -0.5 for resize, a = -1 for affine warps, as in
+    /// Pillow), antialiased when shrinking.
+    case bicubic
 }
 
 /// A backbone's architecture and data configuration — timm's `pretrained_cfg` essentials.

@@ -1,0 +1,2 @@
+/// The data pipeline works in USICore's types (RandomGenerator, Interpolation, Tensor); re-export them.
+@_exported import USICore
