@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "USICore", targets: ["USICore"]),
         .library(name: "USIModels", targets: ["USIModels"]),
         .library(name: "USIData", targets: ["USIData"]),
+        .library(name: "USI", targets: ["USI"]),
         .executable(name: "usi", targets: ["usi-cli"]),
     ],
     dependencies: [
@@ -38,13 +39,15 @@ let package = Package(
         .target(name: "USICore", dependencies: ["CUSIKernels"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
+        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData"]),
         .executableTarget(
             name: "usi-cli",
-            dependencies: ["USICore", "USIModels", "USIData",
+            dependencies: ["USI",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "USICoreTests", dependencies: ["USICore", "CUSIKernels"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "USIDataTests", dependencies: ["USIData"]),
+        .testTarget(name: "USIDataTests", dependencies: ["USIData", "CZlib"], resources: [.copy("Fixtures")]),
         .testTarget(name: "USIModelsTests", dependencies: ["USIModels"]),
+        .testTarget(name: "USITests", dependencies: ["USI"]),
     ]
 )

@@ -83,3 +83,31 @@ struct SafeTensorsTests {
         #expect(throws: SafeTensorsError.self) { try file.integers("linear.weight") }
     }
 }
+
+extension SafeTensorsTests {
+    /// The tensors of `Fixtures/swift_written.safetensors`: F32, F16, BF16 and I64, with metadata.
+    static func pythonCheckRecords() -> (records: [String: SafeTensorsRecord], metadata: [String: String]) {
+        let values = (0..<24).map { Float($0) * 0.25 - 3 }
+        let t = Tensor(shape: [2, 3, 4], values: values)
+        return ([
+            "layer.weight": SafeTensorsRecord(t),
+            "layer.half": SafeTensorsRecord(t, dtype: .float16),
+            "layer.brain": SafeTensorsRecord(t, dtype: .bfloat16),
+            "bn.num_batches_tracked": SafeTensorsRecord(int64: [7], shape: []),
+        ], ["writer": "usi-swift", "note": "checked by Tools/fixtures/check_swift_written.py"])
+    }
+
+    @Test("our writer produces exactly the committed file that Python's safetensors loads")
+    func writesPythonReadableFile() throws {
+        let (records, metadata) = Self.pythonCheckRecords()
+        let ours = try SafeTensors.encode(records, metadata: metadata)
+        if ProcessInfo.processInfo.environment["USI_WRITE_FIXTURE"] == "1" {
+            let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .appendingPathComponent("Fixtures/swift_written.safetensors")
+            try ours.write(to: source)
+            return
+        }
+        let url = try #require(Bundle.module.url(forResource: "swift_written", withExtension: "safetensors", subdirectory: "Fixtures"))
+        #expect(ours == (try Data(contentsOf: url)), "regenerate with: USI_WRITE_FIXTURE=1 Scripts/test --filter writesPythonReadableFile")
+    }
+}

@@ -172,3 +172,27 @@ with open(os.path.join(out_dir, 'djpeg_checksums.json'), 'w') as f:
     json.dump(dict(libjpeg_turbo=subprocess.run(['djpeg', '-version'], capture_output=True, text=True).stderr.strip(),
                    checksums=checksums), f, indent=1)
 print('wrote', len(cases), 'transform cases and', len(checksums), 'checksums to', out_dir)
+
+# --- Mixup/CutMix statistics from timm's own functions (numpy RNG), for the Swift
+# statistics test: corrected lambda and box area under CutMix (alpha 1) per image size.
+import numpy as np
+from timm.data.mixup import cutmix_bbox_and_lam
+
+np.random.seed(0)
+stats = {}
+for size in (224, 32):
+    lams, areas, full = [], [], 0
+    for _ in range(100000):
+        lam = np.random.beta(1.0, 1.0)
+        (yl, yh, xl, xh), corrected = cutmix_bbox_and_lam((8, 3, size, size), lam, correct_lam=True)
+        lams.append(corrected)
+        areas.append((yh - yl) * (xh - xl) / (size * size))
+    lams = np.array(lams)
+    stats[str(size)] = dict(cutmix_lambda_mean=float(lams.mean()), cutmix_lambda_std=float(lams.std()),
+                            cutmix_area_mean=float(np.mean(areas)))
+mix = np.random.beta(0.8, 0.8, size=200000)
+stats['mixup_lambda_mean'] = float(mix.mean())
+stats['mixup_lambda_std'] = float(mix.std())
+with open(os.path.join(out_dir, 'mixup_stats.json'), 'w') as f:
+    json.dump(stats, f, indent=1)
+print('mixup stats', stats)
