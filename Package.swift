@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "USICore", dependencies: ["CUSIKernels"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
-        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData"]),
+        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels"]),
         .executableTarget(
             name: "usi-cli",
             dependencies: ["USI",

@@ -1,27 +1,13 @@
 import ArgumentParser
 import Foundation
-import USICore
+import USI
 
 /// `usi bench …`: the project's own performance measurements.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kernels, models and the data pipeline on this machine.",
-        subcommands: [BenchKernels.self])
-}
-
-/// Options every benchmark shares.
-struct ThreadOptions: ParsableArguments {
-    @Option(help: "Compute threads (BLAS and kernels). Default: all cores.")
-    var threads: Int?
-
-    func apply() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-            Threading.setThreadCount(threads)
-        } else {
-            Threading.setThreadCount(ProcessInfo.processInfo.activeProcessorCount)
-        }
-    }
+        subcommands: [BenchModels.self, BenchKernels.self, BenchData.self],
+        defaultSubcommand: BenchModels.self)
 }
 
 struct BenchKernels: ParsableCommand {
@@ -54,9 +40,103 @@ struct BenchKernels: ParsableCommand {
     }
 }
 
-func format(_ value: Double, digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
-func percent(_ fraction: Double) -> String { String(format: "%.0f %%", fraction * 100) }
+struct BenchData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Training-pipeline images/s (decode, RandomResizedCrop, flip, RandAugment, normalise) per worker count.",
+        discussion: "DIR is any folder of JPEG images, searched recursively. Compare with Tools/data/bench_torch_data.py DIR.")
 
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    @Argument(help: "Folder of JPEG images (searched recursively).")
+    var directory: String
+    @Option(help: "Output side in pixels.")
+    var size = 224
+    @Option(parsing: .upToNextOption, help: "Worker counts to measure.")
+    var workers: [Int] = [1, 2]
+    @Option(help: "Images per measurement (the folder is cycled through).")
+    var samples = 512
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() throws {
+        let report = try DataBenchmark.run(directory: directory, size: size, workerCounts: workers, samples: samples)
+        if json {
+            print(report.json)
+            return
+        }
+        print("\(report.images) images, \(report.size)×\(report.size) training transform")
+        print("workers   img/s   img per CPU-second")
+        for r in report.results {
+            print("\(String(r.workers).leftPadded(7))  \(format(r.imagesPerSecond).leftPadded(6))   \(format(r.imagesPerCPUSecond).leftPadded(8))")
+        }
+    }
+}
+
+struct BenchModels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models",
+        abstract: "Inference (BatchNorm folded where supported) and training-step images/s per model.")
+
+    @Option(help: "Comma-separated architectures.")
+    var models: String
+    @Option(help: "Batch size.")
+    var batch = 32
+    @Option(help: "Input side (default: each model's).")
+    var inputSize: Int?
+    @Flag(help: "Also measure a training step (forward, backward, AdamW).")
+    var train = false
+    @Flag(help: "Print JSON.")
+    var json = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    struct Row: Codable {
+        var name: String
+        var batch: Int
+        var inputSize: Int
+        var inferImagesPerSecond: Double
+        var trainImagesPerSecond: Double?
+        enum CodingKeys: String, CodingKey {
+            case name, batch, inputSize = "input_size", inferImagesPerSecond = "infer_img_s", trainImagesPerSecond = "train_img_s"
+        }
+    }
+    struct Report: Codable {
+        var threads: Int
+        var models: [Row]
+    }
+
+    func run() throws {
+        try threadOptions.apply()
+        var rows: [Row] = []
+        for name in models.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) {
+            let model = try Models.create(name, classes: 1000, inputSize: inputSize)
+            let c = model.config
+            var generator = RandomGenerator(seed: 0)
+            let count = batch * c.inputSize * c.inputSize * c.inputChannels
+            let x = Tensor(shape: [batch, c.inputSize, c.inputSize, c.inputChannels],
+                           values: (0..<count).map { _ in generator.nextFloat() - 0.5 })
+            var trainRate: Double?
+            if train {
+                model.train()
+                let optimizer = AdamW(parameters: model.namedParameters().map { ($0.name, $0.tensor) })
+                let labels = (0..<batch).map { $0 % c.classes }
+                let seconds = KernelBenchmark.medianSeconds(minimumRuns: 3, minimumSeconds: 2) {
+                    crossEntropy(model(x), labels: labels).backward()
+                    optimizer.step()
+                    optimizer.zeroGradients()
+                }
+                trainRate = Double(batch) / seconds
+            }
+            model.eval()
+            (model as? BatchNormFoldable)?.foldBatchNorms()
+            let seconds = KernelBenchmark.medianSeconds(minimumRuns: 3, minimumSeconds: 1) { _ = withoutGradients { model(x) } }
+            rows.append(Row(name: name, batch: batch, inputSize: c.inputSize, inferImagesPerSecond: Double(batch) / seconds,
+                            trainImagesPerSecond: trainRate))
+        }
+        if json { try printJSON(Report(threads: Threading.threadCount, models: rows)); return }
+        print("threads \(Threading.threadCount)")
+        print("model".rightPadded(26) + "batch".leftPadded(6) + "size".leftPadded(6) + "infer img/s".leftPadded(13) + "train img/s".leftPadded(13))
+        for r in rows {
+            print(r.name.rightPadded(26) + String(r.batch).leftPadded(6) + String(r.inputSize).leftPadded(6)
+                  + format(r.inferImagesPerSecond).leftPadded(13) + (r.trainImagesPerSecond.map { format($0) } ?? "–").leftPadded(13))
+        }
+    }
 }

@@ -85,6 +85,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (In
                         stride: stride, padding: padding, dilation: dilation, groups: groups, op: "conv2d")
     let depthwise = groups == x.shape[3] && outChannels == groups
     let out = Tensor(uninitializedShape: [x.shape[0], Int(s.OH), Int(s.OW), outChannels])
+    FlopCounter.add(multiplyAdds: out.count * weight.count / outChannels)
     let biasPointer = bias.map { UnsafePointer($0.pointer) }
     withExtendedLifetime((x, weight, bias)) {
         if depthwise {

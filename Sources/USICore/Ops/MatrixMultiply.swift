@@ -27,6 +27,7 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
                  "matmul: batch axes differ: \(a.shape) · \(b.shape)")
     let batch = batchShape.reduce(1, *)
     let out = Tensor(uninitializedShape: batchShape + [m, n])
+    FlopCounter.add(multiplyAdds: batch * m * n * k)
     let (aRows, aCols) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
     let (bRows, bCols) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
     withExtendedLifetime((a, b)) {
@@ -83,6 +84,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
     let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
     let rows = x.count / max(inFeatures, 1)
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    FlopCounter.add(multiplyAdds: rows * inFeatures * outFeatures)
     withExtendedLifetime((x, weight, bias)) {
         if let bias {
             precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) does not match \(outFeatures) outputs")

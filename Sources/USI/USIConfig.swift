@@ -1,0 +1,141 @@
+import Foundation
+
+/// The training recipe. ``usi(epochs:batchSize:)`` is the USI scheme and
+/// ``plain(epochs:batchSize:)`` the baseline it is compared with; only the number of epochs and
+/// the batch size are free. Everything else is fixed, or follows from the run's length by the
+/// scaling rule of ``resolved(trainingSamples:imageSize:)`` (see `Docs/DECISIONS.md`).
+public struct USIConfig: Codable, Sendable, Hashable {
+    /// Which recipe.
+    public enum Recipe: String, Codable, Sendable, CaseIterable {
+        /// Knowledge distillation, strong augmentation, mixing, repeated augmentation, EMA.
+        case usi
+        /// Cross-entropy, light augmentation (padded random crop + flip), no mixing, no EMA.
+        case plain
+    }
+
+    /// The recipe.
+    public var recipe: Recipe
+    /// Epochs of the cosine schedule (cooldown epochs come after).
+    public var epochs: Int
+    /// Images per optimiser step.
+    public var batchSize: Int
+    /// Peak learning rate (AdamW).
+    public var learningRate: Double = 2e-3
+    /// Decoupled weight decay on ≥ 2-D weights.
+    public var weightDecay: Double = 2e-2
+    /// Learning rate at the start of warmup.
+    public var warmupLearningRate: Double = 1e-4
+    /// Floor of the cosine and the cooldown learning rate.
+    public var minimumLearningRate: Double = 1e-6
+    /// Weight of the KL term: `CE + kdWeight · KL(p_teacher ‖ p_student)`.
+    public var distillationWeight: Double = 5
+    /// Use only the KL term (no cross-entropy on the mixed labels).
+    public var distillationOnly = false
+    /// Whether a teacher is used (the CLI's `--no-kd` turns it off).
+    public var usesTeacher: Bool
+    /// Seed of every random choice (initialisation, sampling, augmentation).
+    public var seed: UInt64 = 0
+    /// Data-loading threads.
+    public var workers: Int = 2
+
+    /// The USI scheme: the paper's constants at ImageNet scale (300 epochs), scaled for shorter runs.
+    public static func usi(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
+        USIConfig(recipe: .usi, epochs: epochs, batchSize: batchSize, usesTeacher: true)
+    }
+
+    /// The baseline: cross-entropy, padded random crop + flip, AdamW with the same schedule,
+    /// no mixing, no EMA, no teacher.
+    public static func plain(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
+        USIConfig(recipe: .plain, epochs: epochs, batchSize: batchSize, usesTeacher: false)
+    }
+
+    /// Checks the free knobs.
+    public func validate() throws {
+        guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be >= 1, got \(epochs)") }
+        guard batchSize >= 2 else { throw TrainingError.invalidConfiguration("batch size must be >= 2, got \(batchSize)") }
+        guard workers >= 1 else { throw TrainingError.invalidConfiguration("workers must be >= 1, got \(workers)") }
+    }
+
+    /// The run-length knob r = min(1, √(epochs / 300)): 1 at the paper's 300 epochs.
+    public var runScale: Double { min(1, (Double(epochs) / 300).squareRoot()) }
+
+    /// Concrete settings for a run over `trainingSamples` images — the scaling rule:
+    ///
+    /// | setting | value | at 300 epochs |
+    /// |---|---|---|
+    /// | RandomResizedCrop scale floor | 1 − 0.92·r | 0.08 |
+    /// | RandAugment magnitude | round(7·r) (off at 0) | 7 |
+    /// | Mixup/CutMix probability | r | 1 |
+    /// | repeated augmentation | 1 + round(2·r) views | 3 |
+    /// | warmup / cooldown epochs | 5·r / 10·r | 5 / 10 |
+    /// | EMA time constant | min(25 000, total steps / 15) steps | 0.99996 at ImageNet's ~375k steps |
+    ///
+    /// The plain recipe shares the schedule and uses none of the rest.
+    public func resolved(trainingSamples: Int) -> ResolvedRecipe {
+        let r = runScale
+        let usi = recipe == .usi
+        let repeats = usi ? 1 + Int((2 * r).rounded()) : 1
+        let stepsPerEpoch = max(1, trainingSamples / batchSize)  // RA keeps the epoch length (timm)
+        let totalSteps = stepsPerEpoch * epochs
+        let timeConstant = min(25_000, Double(totalSteps) / 15)
+        return ResolvedRecipe(
+            runScale: r,
+            cropScaleFloor: usi ? 1 - 0.92 * r : 1,
+            randAugmentMagnitude: usi ? Int((7 * r).rounded()) : 0,
+            mixingProbability: usi ? r : 0,
+            repeatedAugmentations: repeats,
+            paddedCropFraction: usi ? 0 : 0.125,
+            warmupEpochs: 5 * r,
+            cooldownEpochs: Int((10 * r).rounded()),
+            stepsPerEpoch: stepsPerEpoch,
+            emaDecay: usi ? 1 - 1 / max(timeConstant, 1) : nil)
+    }
+}
+
+/// A recipe's concrete values for one run (logged in `config.json`).
+public struct ResolvedRecipe: Codable, Sendable, Hashable {
+    /// r = min(1, √(epochs/300)).
+    public var runScale: Double
+    /// Lower bound of RandomResizedCrop's area fraction (1 = no random resized crop).
+    public var cropScaleFloor: Double
+    /// RandAugment magnitude (0 = off); std 0.5, 2 ops, increasing variants.
+    public var randAugmentMagnitude: Int
+    /// Probability that a batch is mixed (Mixup α 0.8 or CutMix α 1.0, switch 0.5).
+    public var mixingProbability: Double
+    /// Views per image in an epoch (repeated augmentation).
+    public var repeatedAugmentations: Int
+    /// Padding of the plain recipe's random crop, as a fraction of the image side (0 = off).
+    public var paddedCropFraction: Double
+    /// Linear warmup length.
+    public var warmupEpochs: Double
+    /// Epochs at the minimum learning rate after the cosine.
+    public var cooldownEpochs: Int
+    /// Optimiser steps per epoch.
+    public var stepsPerEpoch: Int
+    /// EMA decay per step (nil = no EMA).
+    public var emaDecay: Double?
+}
+
+/// Why training stopped early or could not start.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// A setting is out of range.
+    case invalidConfiguration(String)
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    case nonFiniteLoss(epoch: Int, step: Int, lastCheckpoint: String?)
+    /// The data cannot be used (empty split, class count mismatch, …).
+    case invalidData(String)
+    /// `cancel()` was called.
+    case cancelled
+
+    /// The message.
+    public var description: String {
+        switch self {
+        case let .invalidConfiguration(message): "invalid configuration: \(message)"
+        case let .nonFiniteLoss(epoch, step, checkpoint):
+            "loss became NaN/Inf at epoch \(epoch), step \(step); training stopped"
+                + (checkpoint.map { ". The last good checkpoint is \($0)" } ?? " before any checkpoint was written")
+        case let .invalidData(message): "invalid data: \(message)"
+        case .cancelled: "training was cancelled"
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import USI
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a backbone with the USI recipe (or the plain baseline).",
+        discussion: """
+        With no DATA, trains on Fashion-MNIST (Debian's dataset-fashion-mnist) at 32×32 grey with the bundled \
+        teacher. DATA is a folder with train/<class>/*.jpg and val/<class>/*.jpg (or validation/).
+        The run directory gets config.json, metrics.jsonl, last.safetensors (the full training state), \
+        best.safetensors (timm-loadable weights of the better of model and EMA) and report.html.
+        """)
+
+    @Argument(help: "Image folder (train/ and val/), or omit for the embedded Fashion-MNIST default.")
+    var data: String?
+    @Option(help: "Student architecture (`usi models` lists them).")
+    var model = EmbeddedDefault.studentArchitecture
+    @Option(help: "Teacher architecture (with --teacher-weights).")
+    var teacher: String?
+    @Option(help: "Teacher weights (safetensors, timm names, trained on the same classes).")
+    var teacherWeights: String?
+    @Flag(help: "Train without a teacher (the same recipe, cross-entropy only).")
+    var noKd = false
+    @Option(help: "usi or plain.")
+    var recipe: USIConfig.Recipe = .usi
+    @Option(help: "Epochs (before cooldown). Default: 5 on the embedded default, 300 otherwise.")
+    var epochs: Int?
+    @Option(help: "Images per step.")
+    var batchSize = 128
+    @Option(help: "Input side in pixels. Default: 32 on the embedded default, the model's otherwise.")
+    var inputSize: Int?
+    @Option(help: "Run directory.")
+    var output = "runs/usi"
+    @Flag(help: "Continue the run in --output from its last checkpoint.")
+    var resume = false
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+    @Option(help: "Data-loading threads.")
+    var workers = 2
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        if noKd && (teacher != nil || teacherWeights != nil) { throw ValidationError("--no-kd contradicts --teacher/--teacher-weights") }
+        if (teacher == nil) != (teacherWeights == nil) && teacherWeights == nil {
+            throw ValidationError("--teacher needs --teacher-weights")
+        }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        if batchSize < 2 { throw ValidationError("--batch-size must be at least 2") }
+        if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8") }
+        if workers < 1 { throw ValidationError("--workers must be at least 1") }
+    }
+
+    func run() throws {
+        try threadOptions.apply()
+        let embedded = data == nil || data == "fashion-mnist"
+        let trainingData = try loadTrainingData(data)
+        let classes = trainingData.classNames.count
+        let channels = embedded ? EmbeddedDefault.inputChannels : 3
+        let size = inputSize ?? (embedded ? EmbeddedDefault.inputSize : nil)
+        let student = try Models.create(model, classes: classes, inputChannels: channels, inputSize: size, seed: seed)
+
+        var config = recipe == .usi ? USIConfig.usi(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
+                                    : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
+        config.seed = seed
+        config.workers = workers
+        var distiller: Distiller?
+        if recipe == .usi && !noKd {
+            distiller = try makeDistiller(embedded: embedded, classes: classes)
+        } else {
+            config.usesTeacher = false
+        }
+        let trainer = try USITrainer(student: student, distiller: distiller, data: trainingData, config: config,
+                                     outputDirectory: URL(fileURLWithPath: output))
+        let display = ProgressDisplay(totalEpochs: trainer.totalEpochs)
+        trainer.onEvent = { display.handle($0) }
+        let report = try trainer.fit(resume: resume)
+        print("")
+        print("student \(model): best top-1 \(format(report.bestTop1, digits: 2)) % (top-5 \(format(report.bestTop5, digits: 2)) %, epoch \(report.bestEpoch)\(report.bestIsEMA ? ", EMA weights" : ""))")
+        if let teacherTop1 = report.teacherTop1 {
+            print("teacher \(distiller!.teacher.config.architecture): top-1 \(format(teacherTop1, digits: 2)) %")
+        }
+        if let weights = report.bestWeightsPath { print("weights: \(weights)") }
+        if let page = report.reportPath { print("report: \(page)") }
+    }
+
+    private func makeDistiller(embedded: Bool, classes: Int) throws -> Distiller {
+        if let teacherWeights {
+            let url = URL(fileURLWithPath: teacherWeights)
+            let teacherModel: any Backbone
+            let file = try SafeTensorsFile(contentsOf: url)
+            let name = teacher ?? file.metadata["architecture"] ?? ""
+            teacherModel = try Models.create(name, classes: file.metadata["classes"].flatMap(Int.init) ?? classes,
+                                             inputChannels: file.metadata["in_chans"].flatMap(Int.init) ?? 3,
+                                             inputSize: file.metadata["input_size"].flatMap(Int.init) ?? inputSize)
+            do {
+                try teacherModel.load(file)
+            } catch let error as StateDictError {
+                throw ValidationError("teacher weights \(teacherWeights) do not fit \(name): \(error.report)")
+            }
+            guard teacherModel.config.classes == classes else {
+                throw ValidationError("the teacher predicts \(teacherModel.config.classes) classes, the data has \(classes)")
+            }
+            return Distiller(teacher: teacherModel)
+        }
+        guard embedded else {
+            throw ValidationError("name a teacher for your data (--teacher NAME --teacher-weights FILE) or train without one (--no-kd)")
+        }
+        guard let url = EmbeddedDefault.teacherWeightsURL else {
+            throw ValidationError("the bundled Fashion-MNIST teacher (\(EmbeddedDefault.teacherFileName)) is missing; pass --teacher/--teacher-weights or --no-kd")
+        }
+        return Distiller(teacher: try EmbeddedDefault.backbone(fromWeights: url))
+    }
+}
+
+extension USIConfig.Recipe: ExpressibleByArgument {}
