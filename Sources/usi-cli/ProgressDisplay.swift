@@ -49,6 +49,7 @@ final class ProgressDisplay: @unchecked Sendable {
         case .finished:
             break
         }
+        if !isTerminal { fflush(nil) }  // a log file should see each line as it happens
     }
 
     private func clock(_ seconds: Double) -> String {

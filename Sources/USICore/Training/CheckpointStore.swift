@@ -1,8 +1,8 @@
 import Foundation
 
-/// Keeps a run's checkpoints in one directory: `last.safetensors` after every save, and the
-/// best `keepBest` by a metric as `best-<rank>…` files, with `best.safetensors` always the top
-/// one. Every file is written atomically, so a crash at any moment leaves the previous good
+/// Keeps a run's checkpoints in one directory: `last.safetensors` after every save and
+/// `checkpoint-best.safetensors` for the best by a metric; with `keepBest` > 1 also the best
+/// few as `checkpoint-epochN.safetensors`. Every file is written atomically, so a crash at any moment leaves the previous good
 /// checkpoint in place.
 public struct CheckpointStore: Sendable {
     /// Where checkpoints live.
@@ -49,12 +49,12 @@ public struct CheckpointStore: Sendable {
         var list = ranking()
         let qualifies = list.count < keepBest || metric > (list.last?.metric ?? -.infinity)
         guard qualifies else { return false }
-        let name = "checkpoint-epoch\(epoch).safetensors"
-        try AtomicFile.write(data, to: directory.appendingPathComponent(name))
+        let name = keepBest == 1 ? bestURL.lastPathComponent : "checkpoint-epoch\(epoch).safetensors"
+        if keepBest > 1 { try AtomicFile.write(data, to: directory.appendingPathComponent(name)) }
         list.removeAll { $0.file == name }
         list.append(Ranked(file: name, epoch: epoch, metric: metric))
         list.sort { $0.metric > $1.metric || ($0.metric == $1.metric && $0.epoch < $1.epoch) }
-        for dropped in list.dropFirst(keepBest) {
+        for dropped in list.dropFirst(keepBest) where dropped.file != bestURL.lastPathComponent {
             try? FileManager.default.removeItem(at: directory.appendingPathComponent(dropped.file))
         }
         list = Array(list.prefix(keepBest))
