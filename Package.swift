@@ -49,5 +49,7 @@ let package = Package(
         .testTarget(name: "USIDataTests", dependencies: ["USIData", "CZlib"], resources: [.copy("Fixtures")]),
         .testTarget(name: "USIModelsTests", dependencies: ["USIModels"]),
         .testTarget(name: "USITests", dependencies: ["USI"]),
+        // Runs the built `usi` executable end to end (it depends on it so that it is built first).
+        .testTarget(name: "CLITests", dependencies: ["usi-cli"]),
     ]
 )

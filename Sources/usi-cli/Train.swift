@@ -20,6 +20,8 @@ struct Train: ParsableCommand {
     var teacher: String?
     @Option(help: "Teacher weights (safetensors, timm names, trained on the same classes).")
     var teacherWeights: String?
+    @Option(help: "Start the student from these weights (e.g. timm ImageNet weights); a classifier of another size is re-initialised.")
+    var initialWeights: String?
     @Flag(help: "Train without a teacher (the same recipe, cross-entropy only).")
     var noKd = false
     @Option(help: "usi or plain.")
@@ -59,6 +61,11 @@ struct Train: ParsableCommand {
         let channels = embedded ? EmbeddedDefault.inputChannels : 3
         let size = inputSize ?? (embedded ? EmbeddedDefault.inputSize : nil)
         let student = try Models.create(model, classes: classes, inputChannels: channels, inputSize: size, seed: seed)
+        if let initialWeights {
+            let report = try student.load(SafeTensorsFile(contentsOf: URL(fileURLWithPath: initialWeights)), strict: false,
+                                          skippingMismatchedPrefixes: student.classifierPrefixes)
+            print("initial weights \(initialWeights): \(report)")
+        }
 
         var config = recipe == .usi ? USIConfig.usi(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
                                     : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
