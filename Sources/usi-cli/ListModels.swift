@@ -65,8 +65,10 @@ struct Forward: ParsableCommand {
     var inChans = 3
     @Option(help: "Input side (default: the model's).")
     var inputSize: Int?
-    @Option(help: "Weights (safetensors state_dict).")
-    var weights: String
+    @Option(help: "Weights (safetensors state_dict). Without it the model keeps its seeded initialisation.")
+    var weights: String?
+    @Option(help: "Also write the model's weights (PyTorch layout, timm names) here, e.g. to load them into timm.")
+    var saveWeights: String?
     @Option(help: "Input tensor file.")
     var input: String
     @Option(help: "Output tensor file.")
@@ -82,10 +84,15 @@ struct Forward: ParsableCommand {
             throw ValidationError("input must be [N, \(inChans), H, W], got \(x.shape)")
         }
         let backbone = try Models.create(model, classes: classes, inputChannels: inChans, inputSize: inputSize ?? x.shape[2])
-        do {
-            try backbone.load(contentsOf: URL(fileURLWithPath: weights))
-        } catch let error as StateDictError {
-            throw ValidationError(error.description)
+        if let weights {
+            do {
+                try backbone.load(contentsOf: URL(fileURLWithPath: weights))
+            } catch let error as StateDictError {
+                throw ValidationError(error.description)
+            }
+        }
+        if let saveWeights {
+            try backbone.save(to: URL(fileURLWithPath: saveWeights), metadata: ["architecture": model, "format": "pt"])
         }
         backbone.train(trainMode)
         let logits = withoutGradients { backbone(x.permuted([0, 2, 3, 1])) }
