@@ -11,8 +11,11 @@
 
 #include <stdlib.h>
 
+// Output rows per GEMM call. OpenBLAS (2 threads, AVX-512) runs the tall-skinny conv GEMMs
+// ~25% faster in row blocks of 1-2k than in one call over 32k rows (measured: M=32768,
+// N=64, K=576: 130 GFLOP/s in one call, 170 in blocks of 2048).
 #ifndef USI_CONV_CHUNK_ROWS
-#define USI_CONV_CHUNK_ROWS 4096
+#define USI_CONV_CHUNK_ROWS 2048
 #endif
 
 static int is_pointwise(const usi_conv_shape *s) {
@@ -229,13 +232,19 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
     const int64_t K = col_width(s), Kg = K / G;
     const int64_t per = (int64_t)s->OH * s->OW;
     if (s->N <= 0 || per <= 0 || OC <= 0) return;
-    if (bias) fill_bias(out, bias, (int64_t)s->N * per, OC);
+    // The bias is written into each output block just before its GEMM (beta = 1), so the
+    // block is still in cache when the GEMM reads it.
     float beta = bias ? 1.0f : 0.0f;
     if (is_pointwise(s)) {
-        int M = (int)((int64_t)s->N * per);
-        for (int g = 0; g < G; g++)
-            usi_sgemm(0, 1, M, OCg, (int)Kg, 1.0f, x + (size_t)g * Kg, s->C,
-                      w + (size_t)g * OCg * Kg, (int)Kg, beta, out + (size_t)g * OCg, OC);
+        int64_t M = (int64_t)s->N * per;
+        for (int64_t m0 = 0; m0 < M; m0 += USI_CONV_CHUNK_ROWS) {
+            int Mc = (int)(M - m0 < USI_CONV_CHUNK_ROWS ? M - m0 : USI_CONV_CHUNK_ROWS);
+            if (bias) fill_bias(out + (size_t)m0 * OC, bias, Mc, OC);
+            for (int g = 0; g < G; g++)
+                usi_sgemm(0, 1, Mc, OCg, (int)Kg, 1.0f, x + (size_t)m0 * s->C + (size_t)g * Kg,
+                          s->C, w + (size_t)g * OCg * Kg, (int)Kg, beta,
+                          out + (size_t)m0 * OC + (size_t)g * OCg, OC);
+        }
         return;
     }
     int nb = chunk_images(s);
@@ -244,6 +253,7 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
         int Mc = (int)((int64_t)(n1 - n0) * per);
         im2col_images(workspace, x, s, n0, n1);
         float *oc = out + (size_t)n0 * per * OC;
+        if (bias) fill_bias(oc, bias, Mc, OC);
         for (int g = 0; g < G; g++)
             usi_sgemm(0, 1, Mc, OCg, (int)Kg, 1.0f, workspace + (size_t)g * Kg, (int)K,
                       w + (size_t)g * OCg * Kg, (int)Kg, beta, oc + (size_t)g * OCg, OC);
@@ -261,16 +271,19 @@ void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
     if (dbias) usi_colsum_add(dbias, dout, (int64_t)s->N * per, OC);
     if (!dx && !dw) return;
     if (is_pointwise(s)) {
-        int M = (int)((int64_t)s->N * per);
-        for (int g = 0; g < G; g++) {
-            const float *dg = dout + (size_t)g * OCg;
-            if (dw)
-                usi_sgemm(1, 0, OCg, (int)Kg, M, 1.0f, dg, OC, x + (size_t)g * Kg, C, 1.0f,
-                          dw + (size_t)g * OCg * Kg, (int)Kg);
-            if (dx)
-                usi_sgemm(0, 0, M, Cg, OCg, 1.0f, dg, OC, w + (size_t)g * OCg * Kg, (int)Kg,
-                          1.0f, dx + (size_t)g * Cg, C);
-        }
+        int64_t M = (int64_t)s->N * per;
+        if (dw)
+            for (int g = 0; g < G; g++)
+                usi_sgemm(1, 0, OCg, (int)Kg, (int)M, 1.0f, dout + (size_t)g * OCg, OC,
+                          x + (size_t)g * Kg, C, 1.0f, dw + (size_t)g * OCg * Kg, (int)Kg);
+        if (dx)
+            for (int64_t m0 = 0; m0 < M; m0 += USI_CONV_CHUNK_ROWS) {
+                int Mc = (int)(M - m0 < USI_CONV_CHUNK_ROWS ? M - m0 : USI_CONV_CHUNK_ROWS);
+                for (int g = 0; g < G; g++)
+                    usi_sgemm(0, 0, Mc, Cg, OCg, 1.0f, dout + (size_t)m0 * OC + (size_t)g * OCg,
+                              OC, w + (size_t)g * OCg * Kg, (int)Kg, 1.0f,
+                              dx + (size_t)m0 * C + (size_t)g * Cg, C);
+            }
         return;
     }
     int nb = chunk_images(s);

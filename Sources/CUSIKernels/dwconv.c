@@ -8,6 +8,14 @@
 
 #include <stdlib.h>
 
+// 8-lane float vectors (GCC/Clang vector extension: one AVX2 register with
+// -march=x86-64-v3, two NEON registers on arm64). Macros rather than functions, so no
+// function passes a 32-byte vector by value (which would change the ABI without AVX).
+typedef float usi_v8 __attribute__((vector_size(32)));
+#define V8_LOAD(p) __extension__({ usi_v8 v8_; memcpy(&v8_, (p), sizeof v8_); v8_; })
+#define V8_STORE(p, v) do { usi_v8 v8s_ = (v); memcpy((p), &v8s_, sizeof v8s_); } while (0)
+#define V8_ZERO ((usi_v8){0, 0, 0, 0, 0, 0, 0, 0})
+
 static float *transpose_weights(const float *w, int C, int taps) {
     float *wt = (float *)malloc((size_t)C * taps * sizeof(float));
     if (!wt) return NULL;
@@ -32,21 +40,82 @@ static inline void fma_run(float *restrict o, const float *restrict a, const flo
     for (int c = 0; c < n; c++) o[c] += a[c] * b[c];
 }
 
+#define DW_MAX_TAPS 64  // taps gathered per output pixel on the fast path
+
+// o[c] (=|+=) sum over taps t of a[t][c] * b[t][c]. Blocks of 32 channels stay in four
+// 8-lane registers across all taps; then single vectors; then a scalar tail.
+static void tap_sum(float *o, const float *const *a, const float *const *b, int nt, int C,
+                    const float *init, int accumulate) {
+    int c0 = 0;
+    for (; c0 + 32 <= C; c0 += 32) {
+        usi_v8 s0, s1, s2, s3;
+        const float *src = accumulate ? o : init;
+        if (src) {
+            s0 = V8_LOAD(src + c0);
+            s1 = V8_LOAD(src + c0 + 8);
+            s2 = V8_LOAD(src + c0 + 16);
+            s3 = V8_LOAD(src + c0 + 24);
+        } else {
+            s0 = s1 = s2 = s3 = V8_ZERO;
+        }
+        for (int t = 0; t < nt; t++) {
+            const float *ap = a[t] + c0, *bp = b[t] + c0;
+            s0 += V8_LOAD(ap) * V8_LOAD(bp);
+            s1 += V8_LOAD(ap + 8) * V8_LOAD(bp + 8);
+            s2 += V8_LOAD(ap + 16) * V8_LOAD(bp + 16);
+            s3 += V8_LOAD(ap + 24) * V8_LOAD(bp + 24);
+        }
+        V8_STORE(o + c0, s0);
+        V8_STORE(o + c0 + 8, s1);
+        V8_STORE(o + c0 + 16, s2);
+        V8_STORE(o + c0 + 24, s3);
+    }
+    for (; c0 + 8 <= C; c0 += 8) {
+        const float *src = accumulate ? o : init;
+        usi_v8 s0 = src ? V8_LOAD(src + c0) : V8_ZERO;
+        for (int t = 0; t < nt; t++) s0 += V8_LOAD(a[t] + c0) * V8_LOAD(b[t] + c0);
+        V8_STORE(o + c0, s0);
+    }
+    for (; c0 < C; c0++) {
+        float acc = accumulate ? o[c0] : (init ? init[c0] : 0.0f);
+        for (int t = 0; t < nt; t++) acc += a[t][c0] * b[t][c0];
+        o[c0] = acc;
+    }
+}
+
 static void dw_fwd_range(void *v, int64_t r0, int64_t r1) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
     const int H = s->H, W = s->W, C = s->C, KW = s->KW;
+    const int fast = s->KH * s->KW <= DW_MAX_TAPS;
+    const float *xs[DW_MAX_TAPS], *wsp[DW_MAX_TAPS];
     for (int64_t r = r0; r < r1; r++) {
         int n = (int)(r / s->OH), oh = (int)(r % s->OH);
         const float *xn = k->x + (size_t)n * H * W * C;
         int ih0 = oh * s->SH - s->PT;
         for (int ow = 0; ow < s->OW; ow++) {
             float *o = k->out + ((size_t)r * s->OW + ow) * C;
+            int iw0 = ow * s->SW - s->PL;
+            if (fast) {
+                int nt = 0;
+                for (int kh = 0; kh < s->KH; kh++) {
+                    int ih = ih0 + kh * s->DH;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int kw = 0; kw < KW; kw++) {
+                        int iw = iw0 + kw * s->DW;
+                        if (iw < 0 || iw >= W) continue;
+                        xs[nt] = xn + ((size_t)ih * W + iw) * C;
+                        wsp[nt] = k->wt + ((size_t)kh * KW + kw) * C;
+                        nt++;
+                    }
+                }
+                tap_sum(o, xs, wsp, nt, C, k->bias, 0);
+                continue;
+            }
             if (k->bias)
                 memcpy(o, k->bias, (size_t)C * sizeof(float));
             else
                 memset(o, 0, (size_t)C * sizeof(float));
-            int iw0 = ow * s->SW - s->PL;
             for (int kh = 0; kh < s->KH; kh++) {
                 int ih = ih0 + kh * s->DH;
                 if (ih < 0 || ih >= H) continue;
@@ -78,66 +147,122 @@ static void dw_dx_range(void *v, int64_t r0, int64_t r1) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
     const int H = s->H, W = s->W, C = s->C, KW = s->KW;
+    const float *ds[DW_MAX_TAPS], *wsp[DW_MAX_TAPS];
+    const int fast = s->KH * s->KW <= DW_MAX_TAPS;
     for (int64_t r = r0; r < r1; r++) {
         int n = (int)(r / H), ih = (int)(r % H);
         float *dxr = k->out + (size_t)r * W * C;
-        for (int kh = 0; kh < s->KH; kh++) {
-            int t = ih + s->PT - kh * s->DH;
-            if (t < 0 || t % s->SH != 0) continue;
-            int oh = t / s->SH;
-            if (oh >= s->OH) continue;
-            const float *drow = k->dout + ((size_t)n * s->OH + oh) * s->OW * C;
-            const float *wk = k->wt + (size_t)kh * KW * C;
-            for (int iw = 0; iw < W; iw++) {
-                float *d = dxr + (size_t)iw * C;
+        for (int iw = 0; iw < W; iw++) {
+            float *d = dxr + (size_t)iw * C;
+            int nt = 0;
+            for (int kh = 0; kh < s->KH; kh++) {
+                int t = ih + s->PT - kh * s->DH;
+                if (t < 0 || t % s->SH != 0) continue;
+                int oh = t / s->SH;
+                if (oh >= s->OH) continue;
+                const float *drow = k->dout + ((size_t)n * s->OH + oh) * s->OW * C;
+                const float *wk = k->wt + (size_t)kh * KW * C;
                 for (int kw = 0; kw < KW; kw++) {
                     int u = iw + s->PL - kw * s->DW;
                     if (u < 0 || u % s->SW != 0) continue;
                     int ow = u / s->SW;
                     if (ow >= s->OW) continue;
-                    fma_run(d, drow + (size_t)ow * C, wk + (size_t)kw * C, C);
+                    if (fast) {
+                        ds[nt] = drow + (size_t)ow * C;
+                        wsp[nt] = wk + (size_t)kw * C;
+                        nt++;
+                    } else {
+                        fma_run(d, drow + (size_t)ow * C, wk + (size_t)kw * C, C);
+                    }
                 }
             }
+            if (fast && nt > 0) tap_sum(d, ds, wsp, nt, C, NULL, 1);
         }
     }
 }
 
-// Task t: dw/dbias partials over its output rows, float per row, double across rows.
+// Task t: dw/dbias partials over its output rows; per row, each (tap, channel block) sums
+// over the row's pixels in registers (float), then adds into the task's double partial.
 static void dw_dw_task(void *v, int t) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
-    const int H = s->H, W = s->W, C = s->C, KW = s->KW, taps = s->KH * s->KW;
+    const int H = s->H, W = s->W, C = s->C, KW = s->KW, taps = s->KH * s->KW, OW = s->OW;
     int64_t r0, r1;
     usi_split((int64_t)s->N * s->OH, k->tasks, t, &r0, &r1);
     size_t tn = (size_t)(taps + 1) * C;
-    float *tmp = (float *)malloc(tn * sizeof(float));
     double *part = k->part + (size_t)t * tn;
-    if (!tmp) return;
     for (int64_t r = r0; r < r1; r++) {
-        memset(tmp, 0, tn * sizeof(float));
         int n = (int)(r / s->OH), oh = (int)(r % s->OH);
+        const float *drow = k->dout + (size_t)r * OW * C;
+        // dbias
+        {
+            double *pb = part + (size_t)taps * C;
+            int c0 = 0;
+            for (; c0 + 8 <= C; c0 += 8) {
+                usi_v8 a0 = V8_ZERO;
+                for (int ow = 0; ow < OW; ow++) a0 += V8_LOAD(drow + (size_t)ow * C + c0);
+                float t8[8];
+                V8_STORE(t8, a0);
+                for (int l = 0; l < 8; l++) pb[c0 + l] += (double)t8[l];
+            }
+            for (; c0 < C; c0++) {
+                float acc = 0.0f;
+                for (int ow = 0; ow < OW; ow++) acc += drow[(size_t)ow * C + c0];
+                pb[c0] += (double)acc;
+            }
+        }
+        if (!k->x) continue;
         const float *xn = k->x + (size_t)n * H * W * C;
-        int ih0 = oh * s->SH - s->PT;
-        for (int ow = 0; ow < s->OW; ow++) {
-            const float *d = k->dout + ((size_t)r * s->OW + ow) * C;
-            float *tb = tmp + (size_t)taps * C;
-            for (int c = 0; c < C; c++) tb[c] += d[c];
-            if (!k->x) continue;
-            int iw0 = ow * s->SW - s->PL;
-            for (int kh = 0; kh < s->KH; kh++) {
-                int ih = ih0 + kh * s->DH;
-                if (ih < 0 || ih >= H) continue;
-                const float *xr = xn + (size_t)ih * W * C;
-                for (int kw = 0; kw < KW; kw++) {
-                    int iw = iw0 + kw * s->DW;
-                    if (iw < 0 || iw >= W) continue;
-                    fma_run(tmp + ((size_t)kh * KW + kw) * C, d, xr + (size_t)iw * C, C);
+        for (int kh = 0; kh < s->KH; kh++) {
+            int ih = oh * s->SH - s->PT + kh * s->DH;
+            if (ih < 0 || ih >= H) continue;
+            const float *xr = xn + (size_t)ih * W * C;
+            for (int kw = 0; kw < KW; kw++) {
+                // ow with 0 <= ow*SW - PL + kw*DW < W
+                int off = kw * s->DW - s->PL;
+                int lo = off >= 0 ? 0 : (-off + s->SW - 1) / s->SW;
+                int hi = W - off <= 0 ? 0 : (W - off + s->SW - 1) / s->SW;
+                if (hi > OW) hi = OW;
+                if (hi <= lo) continue;
+                double *pw = part + ((size_t)kh * KW + kw) * C;
+                const int64_t xstep = (int64_t)s->SW * C;
+                const float *xp0 = xr + (int64_t)(lo * s->SW + off) * C;
+                const float *dp0 = drow + (size_t)lo * C;
+                int c0 = 0;
+                for (; c0 + 32 <= C; c0 += 32) {
+                    usi_v8 a0 = V8_ZERO, a1 = a0, a2 = a0, a3 = a0;
+                    const float *dp = dp0 + c0, *xp = xp0 + c0;
+                    for (int ow = lo; ow < hi; ow++, dp += C, xp += xstep) {
+                        a0 += V8_LOAD(dp) * V8_LOAD(xp);
+                        a1 += V8_LOAD(dp + 8) * V8_LOAD(xp + 8);
+                        a2 += V8_LOAD(dp + 16) * V8_LOAD(xp + 16);
+                        a3 += V8_LOAD(dp + 24) * V8_LOAD(xp + 24);
+                    }
+                    float t[32];
+                    V8_STORE(t, a0);
+                    V8_STORE(t + 8, a1);
+                    V8_STORE(t + 16, a2);
+                    V8_STORE(t + 24, a3);
+                    for (int l = 0; l < 32; l++) pw[c0 + l] += (double)t[l];
+                }
+                for (; c0 + 8 <= C; c0 += 8) {
+                    usi_v8 a0 = V8_ZERO;
+                    const float *dp = dp0 + c0, *xp = xp0 + c0;
+                    for (int ow = lo; ow < hi; ow++, dp += C, xp += xstep)
+                        a0 += V8_LOAD(dp) * V8_LOAD(xp);
+                    float t[8];
+                    V8_STORE(t, a0);
+                    for (int l = 0; l < 8; l++) pw[c0 + l] += (double)t[l];
+                }
+                for (; c0 < C; c0++) {
+                    float acc = 0.0f;
+                    const float *dp = dp0 + c0, *xp = xp0 + c0;
+                    for (int ow = lo; ow < hi; ow++, dp += C, xp += xstep) acc += *dp * *xp;
+                    pw[c0] += (double)acc;
                 }
             }
         }
-        for (size_t i = 0; i < tn; i++) part[i] += (double)tmp[i];
     }
-    free(tmp);
 }
 
 // dx [N, H, W, C] += ..., dw [C, KH, KW, 1] += ..., dbias [C] += ... (each may be NULL)

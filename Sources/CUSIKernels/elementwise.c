@@ -209,7 +209,11 @@ void usi_colsum_add(float *out, const float *x, int64_t M, int64_t C) {
     if (!out || M <= 0 || C <= 0) return;
     int tasks = usi_fixed_tasks(M, C);
     double *part = (double *)calloc((size_t)tasks * (size_t)C, sizeof(double));
-    if (!part) return;
+    if (!part) {  // out of memory: a serial pass in float, still in a fixed order
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t j = 0; j < C; j++) out[j] += x[r * C + j];
+        return;
+    }
     rs_partial_ctx p = {x, part, M, C, tasks};
     usi_parallel_for(tasks, rs_partial, &p);
     for (int64_t j = 0; j < C; j++) {

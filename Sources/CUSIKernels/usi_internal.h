@@ -86,8 +86,9 @@ static inline float usi_erfc_pos(float z) {
 /// Phi(x) = 0.5 * (1 + erf(x / sqrt 2)), accurate in relative terms on both tails.
 static inline float usi_normal_cdf(float x) {
     float z = fabsf(x) * 0.70710678118654752f;
-    float c = usi_erfc_pos(z);
-    return x >= 0.0f ? 1.0f - 0.5f * c : 0.5f * c;
+    float half = 0.5f * usi_erfc_pos(z);
+    float upper = 1.0f - half;
+    return x >= 0.0f ? upper : half;
 }
 
 #endif
