@@ -67,7 +67,8 @@ public struct USIConfig: Codable, Sendable, Hashable {
     /// | RandAugment magnitude | round(7·r) (off at 0) | 7 |
     /// | Mixup/CutMix probability | r | 1 |
     /// | repeated augmentation | 1 + round(2·r) views | 3 |
-    /// | warmup / cooldown epochs | 5·r / 10·r | 5 / 10 |
+    /// | warmup epochs | round(5·r) | 5 |
+    /// | cooldown epochs | round(10 · epochs/300): the same share of the run | 10 |
     /// | EMA time constant | min(25 000, total steps / 15) steps | 0.99996 at ImageNet's ~375k steps |
     ///
     /// The plain recipe shares the schedule and uses none of the rest.
@@ -85,8 +86,8 @@ public struct USIConfig: Codable, Sendable, Hashable {
             mixingProbability: usi ? r : 0,
             repeatedAugmentations: repeats,
             paddedCropFraction: usi ? 0 : 0.125,
-            warmupEpochs: 5 * r,
-            cooldownEpochs: Int((10 * r).rounded()),
+            warmupEpochs: (5 * r).rounded(),
+            cooldownEpochs: Int((10 * Double(epochs) / 300).rounded()),
             stepsPerEpoch: stepsPerEpoch,
             emaDecay: usi ? 1 - 1 / max(timeConstant, 1) : nil)
     }

@@ -9,5 +9,5 @@ struct USICommand: ParsableCommand {
         `usi train` with no arguments trains the default student on Fashion-MNIST with the bundled teacher.
         Weights are safetensors files in PyTorch layout with timm's names, so timm loads them and they load timm's.
         """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self])
 }
