@@ -12,22 +12,24 @@ public struct EvaluationResult: Codable, Sendable, Equatable {
 
 /// Evaluation in eval mode, without the tape.
 public enum Evaluator {
-    /// The eval transform for `config` at `inputSize` (resize to size/crop_pct, centre crop).
-    public static func transform(for config: BackboneConfig) throws -> EvalTransform {
-        try EvalTransform(size: config.inputSize, cropPercentage: config.cropFraction, interpolation: config.interpolation,
-                          mean: config.mean, std: config.standardDeviation)
+    /// The eval transform for `config` (resize to size/crop_pct, centre crop); `cropFraction`
+    /// overrides the model's crop_pct (e.g. 1 for data that is already tightly framed).
+    public static func transform(for config: BackboneConfig, cropFraction: Double? = nil) throws -> EvalTransform {
+        try EvalTransform(size: config.inputSize, cropPercentage: cropFraction ?? config.cropFraction,
+                          interpolation: config.interpolation, mean: config.mean, std: config.standardDeviation)
     }
 
     /// Accuracy of `model` over `dataset`; restores the model's training mode afterwards.
     /// `logits` maps an input batch to logits (defaults to the model itself; the trainer passes
     /// the distiller to measure the teacher).
     public static func evaluate(_ model: any Backbone, on dataset: any ImageDataset, batchSize: Int = 256,
-                                workers: Int = 2, logits: ((Tensor) -> Tensor)? = nil) throws -> EvaluationResult {
+                                workers: Int = 2, cropFraction: Double? = nil,
+                                logits: ((Tensor) -> Tensor)? = nil) throws -> EvaluationResult {
         guard dataset.count > 0 else { throw TrainingError.invalidData("the evaluation set is empty") }
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let loader = try DataLoader(dataset: dataset, transform: try transform(for: model.config),
+        let loader = try DataLoader(dataset: dataset, transform: try transform(for: model.config, cropFraction: cropFraction),
                                     sampler: try SequentialSampler(count: dataset.count), batchSize: batchSize,
                                     workers: workers, dropLast: false, corruptImagePolicy: .fail)
         var top1 = 0, top5 = 0, count = 0

@@ -8,12 +8,16 @@ public struct TrainingData: Sendable {
     public let validation: any ImageDataset
     /// Where it came from (for logs and reports).
     public let name: String
+    /// The centre-crop fraction for evaluation when the data needs its own (nil = the model's
+    /// crop_pct). Fashion-MNIST's 28×28 images are already tightly framed: 1.
+    public let evaluationCropFraction: Double?
 
     /// Class names (from the training split).
     public var classNames: [String] { train.classNames }
 
     /// Pairs two splits; their class lists must agree.
-    public init(train: any ImageDataset, validation: any ImageDataset, name: String) throws {
+    public init(train: any ImageDataset, validation: any ImageDataset, name: String,
+                evaluationCropFraction: Double? = nil) throws {
         guard train.count > 0 else { throw TrainingError.invalidData("\(name): the training split is empty") }
         guard validation.count > 0 else { throw TrainingError.invalidData("\(name): the validation split is empty") }
         guard train.classNames == validation.classNames else {
@@ -22,6 +26,7 @@ public struct TrainingData: Sendable {
         self.train = train
         self.validation = validation
         self.name = name
+        self.evaluationCropFraction = evaluationCropFraction
     }
 
     /// The embedded default: Fashion-MNIST from Debian's `dataset-fashion-mnist` (60 000
@@ -29,7 +34,7 @@ public struct TrainingData: Sendable {
     public static func fashionMNIST(directory: String = IDXDataset.fashionMNISTDefaultDirectory) throws -> TrainingData {
         try TrainingData(train: IDXDataset.fashionMNIST(split: .train, directory: directory),
                          validation: IDXDataset.fashionMNIST(split: .test, directory: directory),
-                         name: "Fashion-MNIST")
+                         name: "Fashion-MNIST", evaluationCropFraction: 1)
     }
 
     /// `root/train/<class>/*.jpg` with `root/val/<class>` (or `validation/`).

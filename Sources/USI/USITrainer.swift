@@ -114,7 +114,8 @@ public final class USITrainer: @unchecked Sendable {
         emit(.started(epoch: startEpoch, totalEpochs: totalEpochs, stepsPerEpoch: recipe.stepsPerEpoch, recipe: recipe))
         var teacherTop1: Double?
         if let distiller {
-            let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers) { x in
+            let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
+                                                cropFraction: data.evaluationCropFraction) { x in
                 distiller.logits(for: x, studentConfig: studentConfig)
             }
             teacherTop1 = result.top1
@@ -158,10 +159,10 @@ public final class USITrainer: @unchecked Sendable {
                                         elapsedSeconds: elapsed)))
             }
             let trainSeconds = seconds(since: epochStart)
-            let modelResult = try Evaluator.evaluate(student, on: data.validation, workers: config.workers)
+            let modelResult = try evaluate()
             var emaResult: EvaluationResult?
             if let ema {
-                emaResult = try withWeights(of: ema) { try Evaluator.evaluate(student, on: data.validation, workers: config.workers) }
+                emaResult = try withWeights(of: ema) { try evaluate() }
             }
             student.train()
             let emaBetter = (emaResult?.top1 ?? -1) > modelResult.top1
@@ -199,6 +200,11 @@ public final class USITrainer: @unchecked Sendable {
     }
 
     private func emit(_ event: TrainingEvent) { onEvent?(event) }
+
+    /// The student's accuracy on the validation split.
+    private func evaluate() throws -> EvaluationResult {
+        try Evaluator.evaluate(student, on: data.validation, workers: config.workers, cropFraction: data.evaluationCropFraction)
+    }
 
     private func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start

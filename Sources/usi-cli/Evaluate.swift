@@ -16,6 +16,8 @@ struct Evaluate: ParsableCommand {
     var weights: String
     @Option(help: "Batch size.")
     var batchSize = 256
+    @Option(help: "Centre-crop fraction (default: the model's crop_pct; 1 for fashion-mnist).")
+    var cropFraction: Double?
     @Flag(help: "Print {\"top1\": x, \"top5\": x, \"count\": n}.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
@@ -24,7 +26,8 @@ struct Evaluate: ParsableCommand {
         try threadOptions.apply()
         let dataset = try loadEvaluationData(data)
         let (backbone, _) = try loadModel(name: model, weights: weights, classes: dataset.classCount)
-        let result = try Evaluator.evaluate(backbone, on: dataset, batchSize: batchSize)
+        let crop = cropFraction ?? (data == "fashion-mnist" ? 1 : nil)
+        let result = try Evaluator.evaluate(backbone, on: dataset, batchSize: batchSize, cropFraction: crop)
         if json {
             try printJSON(result)
         } else {

@@ -44,9 +44,8 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if noKd && (teacher != nil || teacherWeights != nil) { throw ValidationError("--no-kd contradicts --teacher/--teacher-weights") }
-        if (teacher == nil) != (teacherWeights == nil) && teacherWeights == nil {
-            throw ValidationError("--teacher needs --teacher-weights")
-        }
+        // --teacher-weights alone is enough when the file's metadata names the architecture.
+        if teacher != nil && teacherWeights == nil { throw ValidationError("--teacher needs --teacher-weights") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if batchSize < 2 { throw ValidationError("--batch-size must be at least 2") }
         if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8") }
