@@ -17,6 +17,11 @@
 // threads.c
 void usi_pool_resize(int n);
 
+// microgemm.c: the conv GEMMs, C[M,N] = op(A) op(B) + beta * C + bias (bias may be NULL):
+// usi_sgemm_packed where the CPU has AVX-512, usi_sgemm (BLAS) otherwise.
+void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc, const float *bias);
+
 // elementwise.c: out [C] += column sums of x [M, C] (double partials over fixed row chunks,
 // added in chunk order: deterministic for any thread count).
 void usi_colsum_add(float *out, const float *x, int64_t M, int64_t C);

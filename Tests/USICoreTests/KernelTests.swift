@@ -753,6 +753,66 @@ struct KernelElementwiseTests {
         }
     }
 
+    /// Our packed SGEMM (portable and, where the CPU has it, AVX-512 kernel) against the
+    /// naive reference: every transpose, ragged row/column tails, K past one K-slice (256),
+    /// padded leading dimensions, alpha, beta = 0 / 1 / 2 and a bias.
+    @Test(arguments: [Int32(USI_GEMM_ISA_PORTABLE.rawValue), Int32(USI_GEMM_ISA_AVX512.rawValue)])
+    func packedGemmMatchesNaive(_ isa: Int32) {
+        var rng = KernelTestRNG(UInt64(7 + isa))
+        let sizes = [(1, 1, 1), (5, 7, 3), (12, 32, 17), (13, 33, 300), (37, 29, 53),
+                     (100, 64, 576), (257, 96, 513), (64, 70, 700), (3, 100, 2), (500, 17, 64)]
+        for (ta, tb) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            for (m, n, k) in sizes {
+                for (alpha, beta, useBias) in [(Float(1), Float(0), false), (0.5, 1, true), (1, 2, false)] {
+                    let lda = (ta == 0 ? k : m) + 1, ldb = (tb == 0 ? n : k) + 2, ldc = n + 3
+                    let a = rng.floats((ta == 0 ? m : k) * lda), b = rng.floats((tb == 0 ? k : n) * ldb)
+                    let bias = rng.floats(n)
+                    var c = rng.floats(m * ldc)
+                    var r = c
+                    bias.withUnsafeBufferPointer { bp in
+                        usi_sgemm_packed(isa, Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), alpha, a,
+                                         Int32(lda), b, Int32(ldb), beta, &c, Int32(ldc),
+                                         useBias ? bp.baseAddress : nil)
+                    }
+                    usi_sgemm_naive(Int32(ta), Int32(tb), Int32(m), Int32(n), Int32(k), alpha, a,
+                                    Int32(lda), b, Int32(ldb), beta, &r, Int32(ldc))
+                    var worst = 0.0, scale = 1.0, padOK = true
+                    for i in 0..<m {
+                        for j in 0..<ldc {
+                            let got = Double(c[i * ldc + j])
+                            if j >= n { padOK = padOK && c[i * ldc + j] == r[i * ldc + j]; continue }
+                            let want = Double(r[i * ldc + j]) + (useBias ? Double(bias[j]) : 0)
+                            let d = abs(got - want)
+                            worst = d.isNaN ? .infinity : max(worst, d)
+                            scale = max(scale, abs(want))
+                        }
+                    }
+                    #expect(worst / scale < 2e-5, "isa \(isa) trans \(ta)\(tb) \(m)x\(n)x\(k) beta \(beta)")
+                    #expect(padOK, "wrote outside the \(m)x\(n) block of C")
+                }
+            }
+        }
+    }
+
+    /// The packed SGEMM partitions C by thread count, but every element is summed by one task
+    /// in a fixed order: bit-identical results for 1 and 2 threads.
+    @Test func packedGemmDoesNotDependOnThreadCount() {
+        let budget = usi_get_num_threads()
+        defer { usi_set_num_threads(budget) }
+        var rng = KernelTestRNG(5)
+        let m = 1000, n = 70, k = 600
+        let a = rng.floats(m * k), b = rng.floats(n * k), c0 = rng.floats(m * n)
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            usi_set_num_threads(Int32(threads))
+            var c = c0, d = [Float](repeating: 0, count: n * k)
+            usi_sgemm_packed(0, 0, 1, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 1, &c, Int32(n), nil)
+            usi_sgemm_packed(0, 1, 0, Int32(n), Int32(k), Int32(m), 1, c0, Int32(n), a, Int32(k), 0, &d, Int32(k), nil)
+            results.append(c + d)
+        }
+        #expect(results[0] == results[1])
+    }
+
     /// Reductions use a row partition that depends only on the problem size, so their
     /// results are bit-identical for any thread count.
     @Test func resultsDoNotDependOnThreadCount() {

@@ -42,6 +42,19 @@ void usi_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc);
 
+/// Kernel choice of usi_sgemm_packed: the best the CPU supports, the portable C kernel, or
+/// the AVX-512 kernel (a request above what the CPU supports gets the best it supports).
+enum usi_gemm_isa { USI_GEMM_ISA_BEST = 0, USI_GEMM_ISA_PORTABLE = 1, USI_GEMM_ISA_AVX512 = 2 };
+/// The best kernel this CPU supports (USI_GEMM_ISA_PORTABLE or USI_GEMM_ISA_AVX512).
+int usi_sgemm_packed_best_isa(void);
+/// Our own register-blocked SGEMM for the tall-skinny conv products (no BLAS):
+/// C[M,N] = alpha * op(A) op(B) + beta * C + bias, row-major; bias [N] broadcast over rows
+/// (may be NULL). Parallel over disjoint blocks of C; results do not depend on the thread
+/// count. All four transpose combinations.
+void usi_sgemm_packed(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, const float *bias);
+
 // ----------------------------------------------------------------------------------------
 // Elementwise and strided copies.
 
