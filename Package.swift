@@ -39,7 +39,9 @@ let package = Package(
         .target(name: "USICore", dependencies: ["CUSIKernels"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
-        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels"]),
+        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels"],
+                // The embedded default's teacher (resnet10t, Fashion-MNIST, F16; see README).
+                resources: [.copy("Resources/fashion-mnist-teacher.safetensors")]),
         .executableTarget(
             name: "usi-cli",
             dependencies: ["USI",
