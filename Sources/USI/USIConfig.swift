@@ -37,6 +37,9 @@ public struct USIConfig: Codable, Sendable, Hashable {
     public var seed: UInt64 = 0
     /// Data-loading threads.
     public var workers: Int = 2
+    /// Overrides the run-length knob r (research only: for studying the scaling rule; nil =
+    /// derived from `epochs`).
+    public var runScaleOverride: Double?
 
     /// The USI scheme: the paper's constants at ImageNet scale (300 epochs), scaled for shorter runs.
     public static func usi(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
@@ -54,10 +57,13 @@ public struct USIConfig: Codable, Sendable, Hashable {
         guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be >= 1, got \(epochs)") }
         guard batchSize >= 2 else { throw TrainingError.invalidConfiguration("batch size must be >= 2, got \(batchSize)") }
         guard workers >= 1 else { throw TrainingError.invalidConfiguration("workers must be >= 1, got \(workers)") }
+        if let r = runScaleOverride, !(r > 0 && r <= 1) {
+            throw TrainingError.invalidConfiguration("run scale must be in (0, 1], got \(r)")
+        }
     }
 
     /// The run-length knob r = min(1, √(epochs / 300)): 1 at the paper's 300 epochs.
-    public var runScale: Double { min(1, (Double(epochs) / 300).squareRoot()) }
+    public var runScale: Double { runScaleOverride ?? min(1, (Double(epochs) / 300).squareRoot()) }
 
     /// Concrete settings for a run over `trainingSamples` images — the scaling rule:
     ///

@@ -38,6 +38,9 @@ struct Train: ParsableCommand {
     var resume = false
     @Option(help: "Random seed.")
     var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Research only: override the recipe's run-length knob r in (0, 1] (default √(epochs/300)).",
+                               visibility: .hidden))
+    var runScale: Double?
     @Option(help: "Data-loading threads.")
     var workers = 2
     @OptionGroup var threadOptions: ThreadOptions
@@ -70,6 +73,7 @@ struct Train: ParsableCommand {
                                     : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
         config.seed = seed
         config.workers = workers
+        config.runScaleOverride = runScale
         var distiller: Distiller?
         if recipe == .usi && !noKd {
             distiller = try makeDistiller(embedded: embedded, classes: classes)
