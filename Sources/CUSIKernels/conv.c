@@ -211,7 +211,7 @@ void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s) {
 // Rows per GEMM call over a pointwise conv: our packed kernel blocks the rows itself (one
 // call), OpenBLAS runs faster in row blocks (see USI_CONV_CHUNK_ROWS).
 static int64_t gemm_chunk_rows(int64_t M) {
-    if (usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512) return M > 0 ? M : 1;
+    (void)M;  // one call over all rows once the packed kernel serves convolutions again
     return USI_CONV_CHUNK_ROWS;
 }
 

@@ -463,9 +463,16 @@ void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K
 }
 
 // The conv GEMMs: our kernel where the CPU has AVX-512, BLAS otherwise.
+#ifndef USI_CONV_USES_PACKED_GEMM
+#define USI_CONV_USES_PACKED_GEMM 0
+#endif
+
 void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
-    if (usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512) {
+    // The packed kernel matches the naive reference call by call (KernelTests), yet with it the
+    // resnet10t train-mode gradient test (ResNetTests.trainMode) is 1 % off timm while
+    // OpenBLAS is within 1e-4. Until that is understood the convolutions stay on OpenBLAS.
+    if (USI_CONV_USES_PACKED_GEMM && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512) {
         usi_sgemm_packed(USI_GEMM_ISA_BEST, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb,
                          beta, C, ldc, bias);
         return;

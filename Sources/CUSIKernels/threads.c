@@ -52,8 +52,10 @@ static pthread_mutex_t g_call_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int g_budget = 0;  // 0 = not yet initialised
 static _Thread_local int tl_in_pool = 0;
 
+// The default budget: $USI_NUM_THREADS when set, else the online CPUs.
 static int default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *env = getenv("USI_NUM_THREADS");
+    long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
 }
 

@@ -113,6 +113,17 @@ private let convCases: [KernelConvCase] = [
     KernelConvCase(h: 3, w: 2, c: 4, oc: 3, k: 3, pad: 1),                          // kernel > W
     KernelConvCase(n: 5, h: 24, w: 24, c: 4, oc: 3, k: 3, pad: 1),                  // im2col chunks
     KernelConvCase(n: 40, h: 7, w: 7, c: 8, oc: 8, k: 3, pad: 1),                   // chunk tail
+    // Network-sized layers: many row blocks, K past one packing block, wide outputs.
+    KernelConvCase(n: 4, h: 16, w: 16, c: 64, oc: 64, k: 3, pad: 1),                // resnet 3x3
+    KernelConvCase(n: 3, h: 16, w: 16, c: 64, oc: 128, k: 3, s: 2, pad: 1),         // resnet downsample
+    KernelConvCase(n: 5, h: 16, w: 16, c: 256, oc: 64, k: 1),                       // 1x1 reduce, M > 1024
+    KernelConvCase(n: 5, h: 16, w: 16, c: 64, oc: 256, k: 1),                       // 1x1 expand
+    KernelConvCase(n: 2, h: 20, w: 20, c: 1, oc: 24, k: 3, s: 2, pad: 1),           // grey stem
+    KernelConvCase(n: 2, h: 10, w: 10, c: 24, oc: 32, k: 3, pad: 1),                // tiered stem
+    KernelConvCase(n: 2, h: 4, w: 4, c: 128, oc: 256, k: 3, s: 2, pad: 1),          // deep, few rows
+    KernelConvCase(n: 2, h: 2, w: 2, c: 256, oc: 512, k: 3, pad: 1),                // K = 2304, M = 8
+    KernelConvCase(n: 2, h: 32, w: 32, c: 3, oc: 24, k: 3, s: 2, pad: 1),           // stem, M = 512
+    KernelConvCase(n: 2, h: 8, w: 8, c: 64, oc: 128, k: 1),                         // downsample 1x1
 ]
 
 struct KernelConvTests {
