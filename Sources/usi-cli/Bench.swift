@@ -97,6 +97,16 @@ struct BenchModels: ParsableCommand {
         enum CodingKeys: String, CodingKey {
             case name, batch, inputSize = "input_size", inferImagesPerSecond = "infer_img_s", trainImagesPerSecond = "train_img_s"
         }
+
+        /// `train_img_s` is always present (null without `--train`), as the documented shape has it.
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(batch, forKey: .batch)
+            try c.encode(inputSize, forKey: .inputSize)
+            try c.encode(inferImagesPerSecond, forKey: .inferImagesPerSecond)
+            try c.encode(trainImagesPerSecond, forKey: .trainImagesPerSecond)
+        }
     }
     struct Report: Codable {
         var threads: Int

@@ -112,4 +112,26 @@ struct CLITests {
         let predict = try Self.usi(["predict", corrupt.path, "--model", "mobilenetv3_small_050", "--weights", wrong.path])
         #expect(predict.status != 0 && predict.error.contains("corrupt.jpg"), "corrupt image: \(predict.error)")
     }
+
+    @Test("bench commands print the documented JSON shapes")
+    func benchJSON() throws {
+        let models = try Self.usi(["bench", "--models", "resnet10t", "--batch", "2", "--input-size", "32", "--json"])
+        #expect(models.status == 0, "bench models failed: \(models.error)")
+        let m = try JSONSerialization.jsonObject(with: Data(models.output.utf8)) as? [String: Any]
+        let row = (m?["models"] as? [[String: Any]])?.first
+        #expect(m?["threads"] is Int && row?["name"] as? String == "resnet10t" && row?["infer_img_s"] is Double)
+        #expect(row?.keys.contains("train_img_s") == true && row?["batch"] as? Int == 2 && row?["input_size"] as? Int == 32)
+
+        let kernels = try Self.usi(["bench", "kernels", "--json", "--sgemm-size", "256"])
+        #expect(kernels.status == 0, "bench kernels failed: \(kernels.error)")
+        let k = try JSONSerialization.jsonObject(with: Data(kernels.output.utf8)) as? [String: Any]
+        #expect(k?["threads"] is Int && k?["sgemm_gflops"] is Double)
+        let layers = k?["layers"] as? [[String: Any]] ?? []
+        #expect(layers.count == 6)
+        for layer in layers {
+            for key in ["name", "fwd_gflops", "bwd_gflops", "fwd_fraction", "bwd_fraction"] {
+                #expect(layer[key] != nil, "kernels JSON lacks \(key)")
+            }
+        }
+    }
 }
