@@ -72,7 +72,7 @@ public struct USIConfig: Codable, Sendable, Hashable {
     /// | RandomResizedCrop scale floor | 1 − 0.92·r | 0.08 |
     /// | RandAugment magnitude | round(7·r) (off at 0) | 7 |
     /// | Mixup/CutMix probability | r | 1 |
-    /// | repeated augmentation | 1 + round(2·r) views | 3 |
+    /// | repeated augmentation | 1 + round(2·r²) views | 3 |
     /// | warmup epochs | round(5·r) | 5 |
     /// | cooldown epochs | round(10 · epochs/300): the same share of the run | 10 |
     /// | EMA time constant | min(25 000, total steps / 15) steps | 0.99996 at ImageNet's ~375k steps |
@@ -81,7 +81,7 @@ public struct USIConfig: Codable, Sendable, Hashable {
     public func resolved(trainingSamples: Int) -> ResolvedRecipe {
         let r = runScale
         let usi = recipe == .usi
-        let repeats = usi ? 1 + Int((2 * r).rounded()) : 1
+        let repeats = usi ? 1 + Int((2 * r * r).rounded()) : 1
         let stepsPerEpoch = max(1, trainingSamples / batchSize)  // RA keeps the epoch length (timm)
         let totalSteps = stepsPerEpoch * epochs
         let timeConstant = min(25_000, Double(totalSteps) / 15)
