@@ -157,51 +157,41 @@ typedef struct {
     int64_t n;
     int tasks;
     double *part;
-    int *bad;
-} sum_ctx;
+    usi_chunk_reduce_fn chunk;
+} chunked_ctx;
 
-static void sum_task(void *v, int t) {
-    const sum_ctx *c = (const sum_ctx *)v;
+static void chunked_task(void *v, int t) {
+    const chunked_ctx *c = (const chunked_ctx *)v;
     int64_t b, e;
     usi_split(c->n, c->tasks, t, &b, &e);
-    c->part[t] = sum_contig(c->x + b, e - b);
+    c->part[t] = c->chunk(c->x + b, e - b);
 }
 
-// Sum of all n elements in double; the partition depends only on n.
-double usi_sum_all(const float *x, size_t n) {
-    int tasks = usi_fixed_tasks((int64_t)n, 1);
-    if (tasks == 1) return sum_contig(x, (int64_t)n);
+// Sum of chunk(x[b..e)) over chunks fixed by n alone (deterministic for any thread count),
+// combined in chunk order.
+double usi_chunked_reduce(const float *x, int64_t n, usi_chunk_reduce_fn chunk) {
+    int tasks = usi_fixed_tasks(n, 1);
+    if (tasks == 1) return chunk(x, n);
     double part[USI_MAX_FIXED_TASKS];
-    sum_ctx c = {x, (int64_t)n, tasks, part, NULL};
-    usi_parallel_for(tasks, sum_task, &c);
+    chunked_ctx c = {x, n, tasks, part, chunk};
+    usi_parallel_for(tasks, chunked_task, &c);
     double s = 0.0;
     for (int t = 0; t < tasks; t++) s += part[t];
     return s;
 }
 
-static int nonfinite_contig(const float *x, int64_t n) {
+// Sum of all n elements in double; the partition depends only on n.
+double usi_sum_all(const float *x, size_t n) { return usi_chunked_reduce(x, (int64_t)n, sum_contig); }
+
+static double nonfinite_contig(const float *x, int64_t n) {
     int bad = 0;
     for (int64_t i = 0; i < n; i++) bad |= ((x[i] - x[i]) != 0.0f);  // inf - inf and NaN
     return bad;
 }
 
-static void nonfinite_task(void *v, int t) {
-    const sum_ctx *c = (const sum_ctx *)v;
-    int64_t b, e;
-    usi_split(c->n, c->tasks, t, &b, &e);
-    c->bad[t] = nonfinite_contig(c->x + b, e - b);
-}
-
 // 1 if any of x [n] is NaN or +-Inf.
 int usi_has_nonfinite(const float *x, size_t n) {
-    int tasks = usi_fixed_tasks((int64_t)n, 1);
-    if (tasks == 1) return nonfinite_contig(x, (int64_t)n);
-    int bad[USI_MAX_FIXED_TASKS];
-    sum_ctx c = {x, (int64_t)n, tasks, NULL, bad};
-    usi_parallel_for(tasks, nonfinite_task, &c);
-    for (int t = 0; t < tasks; t++)
-        if (bad[t]) return 1;
-    return 0;
+    return usi_chunked_reduce(x, (int64_t)n, nonfinite_contig) > 0.0;
 }
 
 // out [C] += column sums of x [M, C].

@@ -116,13 +116,6 @@ void usi_ema_update_naive(float *ema, const float *x, size_t n, double decay) {
 // ----------------------------------------------------------------------------------------
 // Sum of squares (gradient clipping), deterministic for any thread count.
 
-typedef struct {
-    const float *x;
-    int64_t n;
-    int tasks;
-    double *part;
-} sumsq_ctx;
-
 static double sumsq_contig(const float *x, int64_t n) {
     // Eight double lanes so the loop vectorises without reassociating a single accumulator.
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -135,21 +128,6 @@ static double sumsq_contig(const float *x, int64_t n) {
     return s;
 }
 
-static void sumsq_task(void *v, int t) {
-    const sumsq_ctx *c = (const sumsq_ctx *)v;
-    int64_t b, e;
-    usi_split(c->n, c->tasks, t, &b, &e);
-    c->part[t] = sumsq_contig(c->x + b, e - b);
-}
-
-// x [n]
 double usi_optim_sum_squares(const float *x, size_t n) {
-    int tasks = usi_fixed_tasks((int64_t)n, 1);
-    if (tasks == 1) return sumsq_contig(x, (int64_t)n);
-    double part[USI_MAX_FIXED_TASKS];
-    sumsq_ctx c = {x, (int64_t)n, tasks, part};
-    usi_parallel_for(tasks, sumsq_task, &c);
-    double s = 0.0;
-    for (int t = 0; t < tasks; t++) s += part[t];
-    return s;
+    return usi_chunked_reduce(x, (int64_t)n, sumsq_contig);
 }

@@ -36,6 +36,11 @@ void usi_parallel_range(int64_t n, int64_t work_per_item, usi_range_fn fn, void 
 /// depends only on the problem size (so results do not depend on the thread count).
 int usi_fixed_tasks(int64_t items, int64_t work_per_item);
 
+/// A reduction of one contiguous chunk, e.g. its sum in double.
+typedef double (*usi_chunk_reduce_fn)(const float *x, int64_t n);
+/// Sum of `chunk` over fixed chunks of x [n] (partition depends only on n; combined in order).
+double usi_chunked_reduce(const float *x, int64_t n, usi_chunk_reduce_fn chunk);
+
 /// Contiguous range of task t when splitting n items into `tasks` parts.
 static inline void usi_split(int64_t n, int tasks, int t, int64_t *begin, int64_t *end) {
     int64_t q = n / tasks, r = n % tasks;
