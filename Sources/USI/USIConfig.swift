@@ -40,6 +40,10 @@ public struct USIConfig: Codable, Sendable, Hashable {
     /// Overrides the run-length knob r (research only: for studying the scaling rule; nil =
     /// derived from `epochs`).
     public var runScaleOverride: Double?
+    /// Research only: replaces resolved settings by name (`cropScaleFloor`, `randAugmentMagnitude`,
+    /// `mixingProbability`, `repeatedAugmentations`, `paddedCropFraction`, `warmupEpochs`,
+    /// `cooldownEpochs`, `emaTimeConstant` in steps, 0 = no EMA) for studying the scaling rule.
+    public var researchOverrides: [String: Double]?
 
     /// The USI scheme: the paper's constants at ImageNet scale (300 epochs), scaled for shorter runs.
     public static func usi(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
@@ -60,42 +64,77 @@ public struct USIConfig: Codable, Sendable, Hashable {
         if let r = runScaleOverride, !(r > 0 && r <= 1) {
             throw TrainingError.invalidConfiguration("run scale must be in (0, 1], got \(r)")
         }
+        let known: Set = ["cropScaleFloor", "randAugmentMagnitude", "mixingProbability", "repeatedAugmentations",
+                          "paddedCropFraction", "warmupEpochs", "cooldownEpochs", "emaTimeConstant"]
+        if let unknown = researchOverrides?.keys.first(where: { !known.contains($0) }) {
+            throw TrainingError.invalidConfiguration("unknown override \(unknown); known: \(known.sorted().joined(separator: ", "))")
+        }
     }
 
     /// The run-length knob r = min(1, √(epochs / 300)): 1 at the paper's 300 epochs.
     public var runScale: Double { runScaleOverride ?? min(1, (Double(epochs) / 300).squareRoot()) }
 
-    /// Concrete settings for a run over `trainingSamples` images — the scaling rule:
+    /// The augmentation knob a = min(r, side / 224): the run-length knob, capped by the input's
+    /// side relative to the paper's 224 px. A crop that keeps 8 % of a 224-px image still has
+    /// 63-px sides; the same crop of a 32-px image keeps 9 px, so small images take the paper's
+    /// augmentation only in proportion to their side, however long the run.
+    public func augmentationScale(imageSize: Int) -> Double {
+        min(runScale, Double(imageSize) / 224)
+    }
+
+    /// Concrete settings for a run over `trainingSamples` images of side `imageSize` (the
+    /// student's input) — the scaling rule, with r = ``runScale`` and
+    /// a = ``augmentationScale(imageSize:)``:
     ///
-    /// | setting | value | at 300 epochs |
+    /// | setting | value | at 300 epochs, 224 px |
     /// |---|---|---|
-    /// | RandomResizedCrop scale floor | 1 − 0.92·r | 0.08 |
-    /// | RandAugment magnitude | round(7·r) (off at 0) | 7 |
-    /// | Mixup/CutMix probability | r | 1 |
-    /// | repeated augmentation | 1 + round(2·r²) views | 3 |
+    /// | RandomResizedCrop scale floor | 1 − 0.92·a | 0.08 |
+    /// | RandAugment magnitude | round(7·a) (off at 0) | 7 |
+    /// | Mixup/CutMix probability | a | 1 |
+    /// | repeated augmentation | 1 + round(2·a²) views | 3 |
     /// | warmup epochs | round(5·r) | 5 |
     /// | cooldown epochs | round(10 · epochs/300): the same share of the run | 10 |
     /// | EMA time constant | min(25 000, total steps / 15) steps | 0.99996 at ImageNet's ~375k steps |
     ///
     /// The plain recipe shares the schedule and uses none of the rest.
-    public func resolved(trainingSamples: Int) -> ResolvedRecipe {
+    public func resolved(trainingSamples: Int, imageSize: Int) -> ResolvedRecipe {
         let r = runScale
+        let a = augmentationScale(imageSize: imageSize)
         let usi = recipe == .usi
-        let repeats = usi ? 1 + Int((2 * r * r).rounded()) : 1
+        let repeats = usi ? 1 + Int((2 * a * a).rounded()) : 1
         let stepsPerEpoch = max(1, trainingSamples / batchSize)  // RA keeps the epoch length (timm)
         let totalSteps = stepsPerEpoch * epochs
         let timeConstant = min(25_000, Double(totalSteps) / 15)
-        return ResolvedRecipe(
+        var resolved = ResolvedRecipe(
             runScale: r,
-            cropScaleFloor: usi ? 1 - 0.92 * r : 1,
-            randAugmentMagnitude: usi ? Int((7 * r).rounded()) : 0,
-            mixingProbability: usi ? r : 0,
+            augmentationScale: usi ? a : 0,
+            cropScaleFloor: usi ? 1 - 0.92 * a : 1,
+            randAugmentMagnitude: usi ? Int((7 * a).rounded()) : 0,
+            mixingProbability: usi ? a : 0,
             repeatedAugmentations: repeats,
             paddedCropFraction: usi ? 0 : 0.125,
             warmupEpochs: (5 * r).rounded(),
             cooldownEpochs: Int((10 * Double(epochs) / 300).rounded()),
             stepsPerEpoch: stepsPerEpoch,
             emaDecay: usi ? 1 - 1 / max(timeConstant, 1) : nil)
+        applyResearchOverrides(to: &resolved)
+        return resolved
+    }
+
+    private func applyResearchOverrides(to recipe: inout ResolvedRecipe) {
+        for (key, value) in researchOverrides ?? [:] {
+            switch key {
+            case "cropScaleFloor": recipe.cropScaleFloor = value
+            case "randAugmentMagnitude": recipe.randAugmentMagnitude = Int(value)
+            case "mixingProbability": recipe.mixingProbability = value
+            case "repeatedAugmentations": recipe.repeatedAugmentations = Int(value)
+            case "paddedCropFraction": recipe.paddedCropFraction = value
+            case "warmupEpochs": recipe.warmupEpochs = value
+            case "cooldownEpochs": recipe.cooldownEpochs = Int(value)
+            case "emaTimeConstant": recipe.emaDecay = value > 0 ? 1 - 1 / value : nil
+            default: break
+            }
+        }
     }
 }
 
@@ -103,6 +142,8 @@ public struct USIConfig: Codable, Sendable, Hashable {
 public struct ResolvedRecipe: Codable, Sendable, Hashable {
     /// r = min(1, √(epochs/300)).
     public var runScale: Double
+    /// a = min(r, side/224) (0 for the plain recipe).
+    public var augmentationScale: Double
     /// Lower bound of RandomResizedCrop's area fraction (1 = no random resized crop).
     public var cropScaleFloor: Double
     /// RandAugment magnitude (0 = off); std 0.5, 2 ops, increasing variants.

@@ -46,7 +46,7 @@ public final class USITrainer: @unchecked Sendable {
         self.distiller = config.usesTeacher ? distiller : nil
         self.data = data
         self.config = config
-        self.recipe = config.resolved(trainingSamples: data.train.count)
+        self.recipe = config.resolved(trainingSamples: data.train.count, imageSize: student.config.inputSize)
         self.outputDirectory = outputDirectory
         schedule = CosineLearningRateSchedule(
             baseLearningRate: config.learningRate, epochs: config.epochs, warmupEpochs: Int(recipe.warmupEpochs.rounded()),
@@ -233,7 +233,7 @@ public final class USITrainer: @unchecked Sendable {
     func makeTrainingLoader() throws -> DataLoader {
         let c = student.config
         let transform: any SampleTransform
-        if config.recipe == .plain {
+        if recipe.paddedCropFraction > 0 {
             transform = try PaddedCropTransform(size: c.inputSize, padding: Int((Double(c.inputSize) * recipe.paddedCropFraction).rounded()),
                                                 interpolation: c.interpolation, mean: c.mean, std: c.standardDeviation)
         } else {

@@ -41,6 +41,10 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Research only: override the recipe's run-length knob r in (0, 1] (default √(epochs/300)).",
                                visibility: .hidden))
     var runScale: Double?
+    @Option(name: .customLong("research-override"),
+            help: ArgumentHelp("Research only: replace one resolved recipe setting, NAME=VALUE (repeatable).",
+                               visibility: .hidden))
+    var researchOverrides: [String] = []
     @Option(help: "Data-loading threads.")
     var workers = 2
     @OptionGroup var threadOptions: ThreadOptions
@@ -74,6 +78,14 @@ struct Train: ParsableCommand {
         config.seed = seed
         config.workers = workers
         config.runScaleOverride = runScale
+        for item in researchOverrides {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let value = Double(parts[1]) else {
+                throw ValidationError("--research-override expects NAME=VALUE, got \(item)")
+            }
+            config.researchOverrides = (config.researchOverrides ?? [:]).merging([parts[0]: value]) { $1 }
+        }
+        try config.validate()
         var distiller: Distiller?
         if recipe == .usi && !noKd {
             distiller = try makeDistiller(embedded: embedded, classes: classes)
