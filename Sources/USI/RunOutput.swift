@@ -45,8 +45,8 @@ struct RunOutput {
         try AtomicFile.write(Data(), to: metricsURL)
     }
 
-    /// Appends one epoch line to `metrics.jsonl`.
-    func append(_ metrics: EpochMetrics) throws {
+    /// Appends one line (an epoch's or a log interval's metrics) to `metrics.jsonl`.
+    func append(_ metrics: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var line = try encoder.encode(metrics)
@@ -58,10 +58,25 @@ struct RunOutput {
         try handle.synchronize()
     }
 
-    /// The epochs recorded so far (for resuming).
+    /// The epoch lines recorded so far (for resuming).
     func readMetrics() -> [EpochMetrics] {
+        metricsLines().compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+    }
+
+    /// Drops the lines of epochs after `epoch` — the part of an interrupted epoch that a resumed
+    /// run trains again — so that the file reads as if the run had not stopped.
+    func truncateMetrics(after epoch: Int) throws {
+        struct EpochOnly: Decodable { var epoch: Int }
+        let kept = metricsLines().filter { line in
+            (try? JSONDecoder().decode(EpochOnly.self, from: Data(line.utf8)))
+                .map { $0.epoch <= epoch } ?? false
+        }
+        try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: metricsURL)
+    }
+
+    private func metricsLines() -> [String] {
         guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+        return text.split(separator: "\n").map(String.init)
     }
 
     /// Rewrites `report.html`.

@@ -45,6 +45,29 @@ public struct EpochMetrics: Codable, Sendable {
     }
 }
 
+/// Training progress at a log interval (a line of `metrics.jsonl` between the epoch lines).
+public struct IntervalMetrics: Codable, Sendable, Equatable {
+    /// 0-based epoch.
+    public var epoch: Int
+    /// Steps done in this epoch (1-based).
+    public var step: Int
+    /// Steps per epoch.
+    public var stepsPerEpoch: Int
+    /// Loss of the last step.
+    public var loss: Double
+    /// Mean loss over the epoch so far.
+    public var lossAverage: Double
+    /// Learning rate of the last step.
+    public var lr: Double
+    /// Training images per second over the epoch so far.
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, stepsPerEpoch = "steps_per_epoch", loss, lossAverage = "loss_avg", lr,
+             imagesPerSecond = "img_s"
+    }
+}
+
 /// What a finished run produced.
 public struct TrainingReport: Codable, Sendable {
     /// Best validation top-1 (percent) over model and EMA.

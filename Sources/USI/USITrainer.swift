@@ -28,6 +28,9 @@ public final class USITrainer: @unchecked Sendable {
     public let outputDirectory: URL?
     /// Called for every event on the training thread (progress display, app UI).
     public var onEvent: (@Sendable (TrainingEvent) -> Void)?
+    /// Steps between the interval lines of `metrics.jsonl` (the last step of an epoch always
+    /// gets one).
+    public var logInterval = 50
 
     private let cancelled = Atomic<Bool>(false)
     private let schedule: CosineLearningRateSchedule
@@ -101,6 +104,7 @@ public final class USITrainer: @unchecked Sendable {
                 throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
             }
             startEpoch = state.epoch + 1
+            try output.truncateMetrics(after: state.epoch)
             history = output.readMetrics()
             if let b = history.max(by: { max($0.top1, $0.top1EMA ?? -1) < max($1.top1, $1.top1EMA ?? -1) }) {
                 let emaBetter = (b.top1EMA ?? -1) > b.top1
@@ -154,6 +158,11 @@ public final class USITrainer: @unchecked Sendable {
                 stepInEpoch += 1
                 lossSum += value; lossCount += 1; images += batch.count
                 let elapsed = seconds(since: epochStart)
+                if let output, stepInEpoch % max(1, logInterval) == 0 || stepInEpoch == recipe.stepsPerEpoch {
+                    try output.append(IntervalMetrics(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch,
+                                                      loss: value, lossAverage: lossSum / Double(lossCount), lr: lr,
+                                                      imagesPerSecond: Double(images) / max(elapsed, 1e-9)))
+                }
                 emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch, loss: value,
                                         learningRate: lr, imagesPerSecond: Double(images) / max(elapsed, 1e-9),
                                         elapsedSeconds: elapsed)))

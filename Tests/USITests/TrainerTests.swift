@@ -50,6 +50,13 @@ func fashionSlice(train trainCount: Int, validation validationCount: Int) throws
                      name: "Fashion-MNIST slice")
 }
 
+/// The lines of a run's `metrics.jsonl` as JSON objects.
+func metricsObjects(_ run: URL) throws -> [[String: Any]] {
+    try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+        try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }
+}
+
 func temporaryDirectory(_ name: String) -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("usi-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try? FileManager.default.removeItem(at: url)
@@ -77,10 +84,16 @@ struct TrainerTests {
         for file in ["config.json", "metrics.jsonl", "last.safetensors", "checkpoint-best.safetensors", "best.safetensors", "report.html"] {
             #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent(file).path), "\(file) missing")
         }
-        let lines = try String(contentsOf: output.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count == trainer.totalEpochs)
-        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
-        for key in ["epoch", "lr", "train_loss", "top1", "top5", "seconds"] { #expect(first[key] != nil, "metrics lack \(key)") }
+        let lines = try metricsObjects(output)
+        // 6000 / 64 = 93 steps per epoch: interval lines at steps 50 and 93, then the epoch line.
+        let epochLines = lines.filter { $0["top1"] != nil }, intervalLines = lines.filter { $0["top1"] == nil }
+        #expect(epochLines.count == trainer.totalEpochs)
+        #expect(intervalLines.map { $0["step"] as? Int } == Array(repeating: [50, 93], count: trainer.totalEpochs).flatMap { $0 })
+        #expect(lines.count == 3 * trainer.totalEpochs && lines[2]["top1"] != nil)
+        for key in ["epoch", "lr", "train_loss", "top1", "top5", "seconds"] { #expect(epochLines[0][key] != nil, "epoch lines lack \(key)") }
+        for key in ["epoch", "step", "steps_per_epoch", "loss", "loss_avg", "lr", "img_s"] {
+            #expect(intervalLines[0][key] != nil, "interval lines lack \(key)")
+        }
         let html = try String(contentsOf: output.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(html.contains("<svg") && html.contains("Validation top-1"))
         // best.safetensors is a plain state dict that loads strictly into a fresh model.
@@ -100,12 +113,17 @@ struct TrainerTests {
         let interrupted = temporaryDirectory("interrupted")
         defer { for u in [straight, interrupted] { try? FileManager.default.removeItem(at: u) } }
         let a = try USITrainer(student: model(), distiller: nil, data: data, config: config, outputDirectory: straight)
+        a.logInterval = 10
         _ = try a.fit()
 
+        // Killed in the middle of the second epoch, after an interval line that the resumed run
+        // writes again: the resumed file must not keep the stale one.
         let b = try USITrainer(student: model(), distiller: nil, data: data, config: config, outputDirectory: interrupted)
-        b.onEvent = { [b] event in if case .epochFinished = event { b.cancel() } }
+        b.logInterval = 10
+        b.onEvent = { [b] event in if case let .step(p) = event, p.epoch == 1, p.step == 15 { b.cancel() } }
         #expect(throws: TrainingError.cancelled) { try b.fit() }
         let c = try USITrainer(student: model(), distiller: nil, data: data, config: config, outputDirectory: interrupted)
+        c.logInterval = 10
         _ = try c.fit(resume: true)
 
         let x = try SafeTensorsFile(contentsOf: straight.appendingPathComponent("last.safetensors"))
@@ -114,15 +132,13 @@ struct TrainerTests {
         for name in x.names {
             #expect(try x.tensor(name).toArray() == y.tensor(name).toArray(), "\(name) differs after resume")
         }
-        let metricsA = try String(contentsOf: straight.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        let metricsC = try String(contentsOf: interrupted.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        func losses(_ text: String) -> [String] {
-            text.split(separator: "\n").map { line in
-                let o = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-                return "\(o["train_loss"]!) \(o["top1"]!)"
-            }
+        // Every line but its timings: epoch lines (loss, accuracy) and interval lines (step, loss).
+        func losses(_ lines: [[String: Any]]) -> [String] {
+            lines.map { o in "\(o["epoch"]!) \(o["step"] ?? "-") \(o["loss"] ?? o["train_loss"]!) \(o["top1"] ?? "-")" }
         }
-        #expect(losses(metricsA) == losses(metricsC))
+        let straightLines = try metricsObjects(straight)
+        #expect(straightLines.count == 2 * 4)  // 24 steps per epoch: interval lines at 10, 20, 24, then the epoch line
+        #expect(losses(straightLines) == losses(try metricsObjects(interrupted)))
     }
 
     @Test("a NaN loss stops training with a clear error and keeps the last good checkpoint")

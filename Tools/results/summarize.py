@@ -14,7 +14,8 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 
 def load(run):
     lines = (pathlib.Path(run) / "metrics.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in lines if line.strip()]
+    # Epoch lines carry top1; the log-interval lines between them do not.
+    epochs = [e for e in (json.loads(line) for line in lines if line.strip()) if "top1" in e]
     return [max(e["top1"], e.get("top1_ema") or -1) for e in epochs], epochs
 
 
