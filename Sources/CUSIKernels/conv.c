@@ -211,8 +211,7 @@ void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s) {
 // Rows per GEMM call over a pointwise conv: our packed kernel blocks the rows itself (one
 // call), OpenBLAS runs faster in row blocks (see USI_CONV_CHUNK_ROWS).
 static int64_t gemm_chunk_rows(int64_t M) {
-    (void)M;  // one call over all rows once the packed kernel serves convolutions again
-    return USI_CONV_CHUNK_ROWS;
+    return usi_conv_gemm_is_packed() ? M : USI_CONV_CHUNK_ROWS;
 }
 
 // out [N, OH, OW, OC] = conv(x [N, H, W, C], w [OC, KH, KW, C/groups]) + bias [OC]
