@@ -242,6 +242,8 @@ public final class USITrainer: @unchecked Sendable {
     func makeTrainingLoader() throws -> DataLoader {
         let c = student.config
         let transform: any SampleTransform
+        // The resolved recipe, not the recipe's name, picks the transform: a research override
+        // can give the USI recipe the plain recipe's padded crop.
         if recipe.paddedCropFraction > 0 {
             transform = try PaddedCropTransform(size: c.inputSize, padding: Int((Double(c.inputSize) * recipe.paddedCropFraction).rounded()),
                                                 interpolation: c.interpolation, mean: c.mean, std: c.standardDeviation)
