@@ -64,10 +64,9 @@ public struct USIConfig: Codable, Sendable, Hashable {
         if let r = runScaleOverride, !(r > 0 && r <= 1) {
             throw TrainingError.invalidConfiguration("run scale must be in (0, 1], got \(r)")
         }
-        let known: Set = ["cropScaleFloor", "randAugmentMagnitude", "mixingProbability", "repeatedAugmentations",
-                          "paddedCropFraction", "warmupEpochs", "cooldownEpochs", "emaTimeConstant"]
-        if let unknown = researchOverrides?.keys.first(where: { !known.contains($0) }) {
-            throw TrainingError.invalidConfiguration("unknown override \(unknown); known: \(known.sorted().joined(separator: ", "))")
+        if let unknown = researchOverrides?.keys.first(where: { ResearchSetting(rawValue: $0) == nil }) {
+            let known = ResearchSetting.allCases.map(\.rawValue).joined(separator: ", ")
+            throw TrainingError.invalidConfiguration("unknown override \(unknown); known: \(known)")
         }
     }
 
@@ -121,18 +120,24 @@ public struct USIConfig: Codable, Sendable, Hashable {
         return resolved
     }
 
+    /// The resolved settings that ``researchOverrides`` may replace, by name.
+    private enum ResearchSetting: String, CaseIterable {
+        case cropScaleFloor, randAugmentMagnitude, mixingProbability, repeatedAugmentations, paddedCropFraction,
+             warmupEpochs, cooldownEpochs, emaTimeConstant
+    }
+
     private func applyResearchOverrides(to recipe: inout ResolvedRecipe) {
         for (key, value) in researchOverrides ?? [:] {
-            switch key {
-            case "cropScaleFloor": recipe.cropScaleFloor = value
-            case "randAugmentMagnitude": recipe.randAugmentMagnitude = Int(value)
-            case "mixingProbability": recipe.mixingProbability = value
-            case "repeatedAugmentations": recipe.repeatedAugmentations = Int(value)
-            case "paddedCropFraction": recipe.paddedCropFraction = value
-            case "warmupEpochs": recipe.warmupEpochs = value
-            case "cooldownEpochs": recipe.cooldownEpochs = Int(value)
-            case "emaTimeConstant": recipe.emaDecay = value > 0 ? 1 - 1 / value : nil
-            default: break
+            switch ResearchSetting(rawValue: key) {
+            case .cropScaleFloor: recipe.cropScaleFloor = value
+            case .randAugmentMagnitude: recipe.randAugmentMagnitude = Int(value)
+            case .mixingProbability: recipe.mixingProbability = value
+            case .repeatedAugmentations: recipe.repeatedAugmentations = Int(value)
+            case .paddedCropFraction: recipe.paddedCropFraction = value
+            case .warmupEpochs: recipe.warmupEpochs = value
+            case .cooldownEpochs: recipe.cooldownEpochs = Int(value)
+            case .emaTimeConstant: recipe.emaDecay = value > 0 ? 1 - 1 / value : nil
+            case nil: break  // refused by validate()
             }
         }
     }

@@ -85,7 +85,6 @@ struct Train: ParsableCommand {
             }
             config.researchOverrides = (config.researchOverrides ?? [:]).merging([parts[0]: value]) { $1 }
         }
-        try config.validate()
         var distiller: Distiller?
         if recipe == .usi && !noKd {
             distiller = try makeDistiller(embedded: embedded, classes: classes)

@@ -71,6 +71,12 @@ public final class DropPath: Module, UnaryLayer {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         dropPath(x, probability: probability, training: isTraining, generator: &generator)
     }
+
+    /// timm's stochastic-depth schedule, `torch.linspace(0, rate, count)`: the rate grows
+    /// linearly from 0 at the first block to `rate` at the last.
+    public static func linearRates(_ rate: Float, count: Int) -> [Float] {
+        (0..<count).map { count > 1 ? rate * Float($0) / Float(count - 1) : 0 }
+    }
 }
 
 /// Max pooling as a layer.

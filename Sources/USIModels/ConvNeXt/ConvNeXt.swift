@@ -187,14 +187,12 @@ public final class ConvNeXt: Module, Backbone {
             convNeXtConvolution(config.inputChannels, dims[0], kernelSize: 4, stride: 4),
             LayerNorm(dims[0], epsilon: 1e-6),
         ])
-        let total = architecture.depths.reduce(0, +)
+        let allRates = DropPath.linearRates(dropPathRate, count: architecture.depths.reduce(0, +))
         var blockIndex = 0
         var stages: [ConvNeXtStage] = []
         var previous = dims[0]
         for (i, depth) in architecture.depths.enumerated() {
-            let rates = (0..<depth).map { j in
-                total > 1 ? dropPathRate * Float(blockIndex + j) / Float(total - 1) : 0
-            }
+            let rates = Array(allRates[blockIndex..<blockIndex + depth])
             blockIndex += depth
             stages.append(ConvNeXtStage(inputChannels: previous, outputChannels: dims[i], stride: i > 0 ? 2 : 1,
                                         depth: depth, convolutionalMlp: architecture.convolutionalMlp,

@@ -307,13 +307,13 @@ public final class EdgeNeXt: Module, Backbone {
             LayerNorm(dims[0], epsilon: 1e-6),
         ])
         // timm's calculate_drop_path_rates(stagewise=True): linear over all blocks, split by stage.
-        let total = architecture.depths.reduce(0, +)
+        let allRates = DropPath.linearRates(dropPathRate, count: architecture.depths.reduce(0, +))
         var blockIndex = 0
         var stageList: [any UnaryLayer] = []
         var inputChannels = dims[0]
         for i in 0..<dims.count {
             let depth = architecture.depths[i]
-            let rates = (0..<depth).map { j in total > 1 ? dropPathRate * Float(blockIndex + j) / Float(total - 1) : 0 }
+            let rates = Array(allRates[blockIndex..<blockIndex + depth])
             blockIndex += depth
             stageList.append(EdgeNeXtStage(
                 inputChannels: inputChannels, outputChannels: dims[i], stride: i == 0 ? 1 : 2, depth: depth,

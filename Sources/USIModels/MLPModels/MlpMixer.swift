@@ -138,13 +138,10 @@ public final class MlpMixer: Module, Backbone {
     ///
     /// - Throws: ``ModelError`` when the input size is not a multiple of the patch size.
     public init(config: BackboneConfig, architecture: Architecture, dropPathRate: Float = 0) throws {
-        guard config.inputSize % architecture.patchSize == 0, config.inputSize >= architecture.patchSize else {
-            throw ModelError(description: "\(config.architecture): input size \(config.inputSize) must be a positive multiple of the patch size \(architecture.patchSize)")
-        }
+        let grid = try TransformerPatchEmbed.gridSize(for: config, patchSize: architecture.patchSize)
         self.config = config
         self.architecture = architecture
         let dim = architecture.embedDim
-        let grid = config.inputSize / architecture.patchSize
         stem = TransformerPatchEmbed(inputChannels: config.inputChannels, embedDim: dim, patchSize: architecture.patchSize)
         switch architecture.kind {
         case .mixer:

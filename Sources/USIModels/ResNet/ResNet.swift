@@ -224,7 +224,7 @@ public final class ResNet: Module, Backbone {
         }
         bn1 = BatchNorm(inplanes)
 
-        let blockCount = architecture.layers.reduce(0, +)
+        let rates = DropPath.linearRates(dropPathRate, count: architecture.layers.reduce(0, +))
         var blockIndex = 0
         var stages: [Sequential] = []
         let expansion = architecture.block.expansion
@@ -244,7 +244,7 @@ public final class ResNet: Module, Backbone {
             }
             var blocks: [any UnaryLayer] = []
             for i in 0..<count {
-                let rate = blockCount > 1 ? dropPathRate * Float(blockIndex) / Float(blockCount - 1) : 0
+                let rate = rates[blockIndex]
                 let s = i == 0 ? stride : 1
                 let d = i == 0 ? downsample : nil
                 switch architecture.block {

@@ -286,7 +286,7 @@ public final class TResNet: Module, Backbone {
         if architecture.v2 { planes = planes / 8 * 8 }
         var inplanes = planes
         let conv1 = TResNetConvNormAct(config.inputChannels * 16, planes, kernelSize: 3, negativeSlope: 0.01)
-        let total = architecture.layers.reduce(0, +)
+        let rates = DropPath.linearRates(dropPathRate, count: architecture.layers.reduce(0, +))
         var blockIndex = 0
         var layers: [Sequential] = []
         for stage in 0..<4 {
@@ -301,7 +301,7 @@ public final class TResNet: Module, Backbone {
             }
             var blocks: [any UnaryLayer] = []
             for i in 0..<architecture.layers[stage] {
-                let rate = total > 1 ? dropPathRate * Float(blockIndex) / Float(total - 1) : 0
+                let rate = rates[blockIndex]
                 if bottleneck {
                     blocks.append(TResNetBottleneck(inputChannels: inplanes, planes: stagePlanes, stride: i == 0 ? stride : 1,
                                                     downsample: i == 0 ? downsample : nil,

@@ -128,6 +128,16 @@ public final class TransformerPatchEmbed: Module, UnaryLayer {
     /// Patch size in pixels.
     public let patchSize: Int
 
+    /// The side of the token grid for `config`'s input size.
+    ///
+    /// - Throws: ``ModelError`` when the input size is not a positive multiple of `patchSize`.
+    public static func gridSize(for config: BackboneConfig, patchSize: Int) throws -> Int {
+        guard config.inputSize % patchSize == 0, config.inputSize >= patchSize else {
+            throw ModelError(description: "\(config.architecture): input size \(config.inputSize) must be a positive multiple of the patch size \(patchSize)")
+        }
+        return config.inputSize / patchSize
+    }
+
     /// Creates the layer with PyTorch's default convolution initialisation.
     public init(inputChannels: Int, embedDim: Int, patchSize: Int) {
         proj = Conv2d(inputChannels: inputChannels, outputChannels: embedDim, kernelSize: patchSize, stride: patchSize)

@@ -70,20 +70,16 @@ public final class VisionTransformer: Module, Backbone {
     ///
     /// - Throws: ``ModelError`` when the input size is not a multiple of the patch size.
     public init(config: BackboneConfig, architecture: Architecture, dropPathRate: Float = 0) throws {
-        guard config.inputSize % architecture.patchSize == 0, config.inputSize >= architecture.patchSize else {
-            throw ModelError(description: "\(config.architecture): input size \(config.inputSize) must be a positive multiple of the patch size \(architecture.patchSize)")
-        }
+        let grid = try TransformerPatchEmbed.gridSize(for: config, patchSize: architecture.patchSize)
         self.config = config
         self.architecture = architecture
         let dim = architecture.embedDim
-        let grid = config.inputSize / architecture.patchSize
         patchEmbed = TransformerPatchEmbed(inputChannels: config.inputChannels, embedDim: dim, patchSize: architecture.patchSize)
         classToken = Initialization.normal([1, 1, dim], standardDeviation: 1e-6)
         positionEmbedding = Initialization.truncatedNormal([1, 1 + grid * grid, dim], standardDeviation: 0.02)
-        blocks = (0..<architecture.depth).map { i in
-            let rate = architecture.depth > 1 ? dropPathRate * Float(i) / Float(architecture.depth - 1) : dropPathRate
-            return TransformerBlock(dim: dim, heads: architecture.heads, mlpRatio: architecture.mlpRatio,
-                                    qkvBias: architecture.qkvBias, dropPath: rate, seed: UInt64(i))
+        blocks = DropPath.linearRates(dropPathRate, count: architecture.depth).enumerated().map { i, rate in
+            TransformerBlock(dim: dim, heads: architecture.heads, mlpRatio: architecture.mlpRatio,
+                             qkvBias: architecture.qkvBias, dropPath: rate, seed: UInt64(i))
         }
         norm = LayerNorm(dim, epsilon: 1e-6)
         super.init()
