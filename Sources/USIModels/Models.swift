@@ -69,7 +69,6 @@ public enum Models {
             guard inputSize >= 8 else { throw ModelError(description: "input size \(inputSize) is too small") }
             config.inputSize = inputSize
         }
-        Initialization.seed(seed)
-        return try entry.build(config)
+        return try Initialization.withSeed(seed) { try entry.build(config) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import USICore
 
@@ -16,10 +17,24 @@ struct ModuleTests {
         #expect(net.stateDict()["stem.weight"]?.shape == [16, 1, 3, 3])  // OIHW in files
     }
 
+    @Test("withSeed builds the same weights while other threads draw from the shared generator")
+    func seededConstructionIsIsolated() {
+        let reference = Initialization.withSeed(11) { TinyNet() }.stateDict()
+        let stop = Atomic<Bool>(false)
+        let noise = Thread { while !stop.load(ordering: .relaxed) { Initialization.seed(99); _ = TinyNet() } }
+        noise.start()
+        defer { stop.store(true, ordering: .relaxed) }
+        for _ in 0..<20 {
+            let again = Initialization.withSeed(11) { TinyNet() }.stateDict()
+            #expect(again.keys.allSatisfy { again[$0]!.bytes == reference[$0]!.bytes })
+        }
+        // A different seed gives different weights, so the comparison above can fail.
+        #expect(Initialization.withSeed(12) { TinyNet() }.stateDict()["stem.weight"]!.bytes != reference["stem.weight"]!.bytes)
+    }
+
     @Test("a custom backbone trains: the loss falls over a few SGD steps")
     func customBackboneTrains() {
-        Initialization.seed(1)
-        let net = TinyNet()
+        let net = Initialization.withSeed(1) { TinyNet() }
         let x = Self.input()
         let labels = [0, 1, 2, 3]
         var losses: [Float] = []
@@ -37,8 +52,7 @@ struct ModuleTests {
 
     @Test("eval mode uses running statistics; BatchNorm folding leaves logits unchanged")
     func batchNormFolding() {
-        Initialization.seed(2)
-        let net = TinyNet()
+        let net = Initialization.withSeed(2) { TinyNet() }
         // Give the running statistics real values with a few training-mode passes.
         for i in 0..<3 { _ = withoutGradients { net(Self.input(seed: UInt64(10 + i))) } }
         #expect(net.bn1.batchesTracked.item == 3)
@@ -54,12 +68,10 @@ struct ModuleTests {
     func stateDictRoundTrip() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("usi-module-\(getpid()).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
-        Initialization.seed(3)
-        let a = TinyNet()
+        let a = Initialization.withSeed(3) { TinyNet() }
         _ = withoutGradients { a(Self.input()) }  // non-trivial running stats and counter
         try a.save(to: url, metadata: ["architecture": "tinynet"])
-        Initialization.seed(4)
-        let b = TinyNet()
+        let b = Initialization.withSeed(4) { TinyNet() }
         let report = try b.load(contentsOf: url)
         #expect(report.isExact)
         a.eval(); b.eval()

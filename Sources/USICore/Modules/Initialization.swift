@@ -2,17 +2,38 @@ import Synchronization
 
 /// Seeded parameter initialisation with timm's/PyTorch's distributions.
 ///
-/// Layers draw their initial values from one process-wide generator; ``seed(_:)`` makes model
-/// construction reproducible (`Models.create` seeds it).
+/// Layers draw their initial values from a generator. Inside ``withSeed(_:_:)`` that generator
+/// belongs to the calling task alone, so a model built there is the same whatever other threads
+/// construct meanwhile (`Models.create` builds this way). Outside it, layers share one
+/// process-wide generator that ``seed(_:)`` resets.
 public enum Initialization {
-    private static let generator = Mutex(RandomGenerator(seed: 0))
+    /// A generator owned by one `withSeed` scope.
+    private final class ScopedGenerator: Sendable {
+        let state: Mutex<RandomGenerator>
+        init(seed: UInt64) { state = Mutex(RandomGenerator(seed: seed)) }
+    }
 
-    /// Reseeds the generator used by every layer initialiser.
-    public static func seed(_ seed: UInt64) { generator.withLock { $0 = RandomGenerator(seed: seed) } }
+    private static let processGenerator = Mutex(RandomGenerator(seed: 0))
+    @TaskLocal private static var scoped: ScopedGenerator?
+
+    /// Reseeds the process-wide generator. Reproducible only while no other thread builds
+    /// layers; prefer ``withSeed(_:_:)``.
+    public static func seed(_ seed: UInt64) { processGenerator.withLock { $0 = RandomGenerator(seed: seed) } }
+
+    /// Runs `body` with a fresh generator seeded with `seed` that only this task's layer
+    /// initialisers draw from: the same seed gives the same weights even while other threads
+    /// build models concurrently.
+    public static func withSeed<T>(_ seed: UInt64, _ body: () throws -> T) rethrows -> T {
+        try $scoped.withValue(ScopedGenerator(seed: seed), operation: body)
+    }
 
     private static func tensor(_ shape: [Int], _ sample: (inout RandomGenerator) -> Float) -> Tensor {
         let n = shape.reduce(1, *)
-        let values = generator.withLock { g in (0..<n).map { _ in sample(&g) } }
+        let values = if let scoped {
+            scoped.state.withLock { g in (0..<n).map { _ in sample(&g) } }
+        } else {
+            processGenerator.withLock { g in (0..<n).map { _ in sample(&g) } }
+        }
         return Tensor(shape: shape, values: values)
     }
 
