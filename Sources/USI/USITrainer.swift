@@ -140,6 +140,8 @@ public final class USITrainer: @unchecked Sendable {
                 optimizer.learningRate = Float(lr)
                 let x = batch.tensor(), targets = batch.targetTensor()
                 let teacherLogits = distiller?.logits(for: x, studentConfig: studentConfig)
+                // Dropout and drop-path masks are a function of (seed, step, layer): resume-exact.
+                student.reseedStochasticLayers(seed: config.seed, step: globalStep)
                 let logits = student(x)
                 let loss = teacherLogits.map {
                     Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,

@@ -11,7 +11,10 @@ final class SmallNet: Module, Backbone {
     var poisonAfterCalls: Int?
     private var calls = 0
 
-    init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28) {
+    /// Dropout before `fc` and drop-path on the features when `stochastic`.
+    let dropout: Dropout?, dropPath: DropPath?
+
+    init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, stochastic: Bool = false) {
         config = BackboneConfig(architecture: "smallnet", classes: classes, inputChannels: inputChannels,
                                 inputSize: inputSize, cropFraction: 1, interpolation: .bilinear)
         conv1 = Conv2d(inputChannels: inputChannels, outputChannels: 16, kernelSize: 3, stride: 2, padding: .symmetric(1), bias: false)
@@ -19,15 +22,22 @@ final class SmallNet: Module, Backbone {
         conv2 = Conv2d(inputChannels: 16, outputChannels: 32, kernelSize: 3, stride: 2, padding: .symmetric(1), bias: false)
         bn2 = BatchNorm(32)
         fc = Linear(inputFeatures: 32, outputFeatures: classes)
+        dropout = stochastic ? Dropout(probability: 0.2) : nil
+        dropPath = stochastic ? DropPath(probability: 0.1) : nil
         super.init()
         register("conv1", conv1); register("bn1", bn1); register("conv2", conv2); register("bn2", bn2); register("fc", fc)
+        if let dropout, let dropPath { register("drop", dropout); register("drop_path", dropPath) }
     }
 
-    func forwardFeatures(_ x: Tensor) -> Tensor { relu(bn2(conv2(relu(bn1(conv1(x)))))) }
+    func forwardFeatures(_ x: Tensor) -> Tensor {
+        let y = relu(bn2(conv2(relu(bn1(conv1(x))))))
+        return dropPath.map { $0(y) } ?? y
+    }
 
     func forwardHead(_ features: Tensor, preLogits: Bool) -> Tensor {
-        let pooled = globalAvgPool2d(features)
+        var pooled = globalAvgPool2d(features)
         if preLogits { return pooled }
+        if let dropout { pooled = dropout(pooled) }
         calls += 1
         let logits = fc(pooled)
         if let limit = poisonAfterCalls, calls > limit, isTraining { return logits * Float.nan }
@@ -103,13 +113,13 @@ struct TrainerTests {
         try fresh.load(contentsOf: output.appendingPathComponent("best.safetensors"))
     }
 
-    @Test("a killed run resumes bit-identically")
-    func resume() throws {
+    @Test("a killed run resumes bit-identically (also with dropout and drop-path)", arguments: [false, true])
+    func resume(stochastic: Bool) throws {
         let data = try fashionSlice(train: 1536, validation: 256)
         var config = USIConfig.usi(epochs: 2, batchSize: 64)
         config.usesTeacher = false
         config.seed = 7
-        func model() -> SmallNet { Initialization.withSeed(3) { SmallNet() } }
+        func model() -> SmallNet { Initialization.withSeed(3) { SmallNet(stochastic: stochastic) } }
 
         let straight = temporaryDirectory("straight")
         let interrupted = temporaryDirectory("interrupted")

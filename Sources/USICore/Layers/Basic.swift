@@ -36,17 +36,21 @@ public final class ActivationLayer: Module, UnaryLayer {
 }
 
 /// Inverted dropout in training mode; identity in eval mode.
-public final class Dropout: Module, UnaryLayer {
+public final class Dropout: Module, UnaryLayer, StochasticLayer {
     /// Probability of zeroing an element.
     public let probability: Float
     private var generator: RandomGenerator
 
-    /// Creates the layer; its random stream is seeded by `seed`.
+    /// Creates the layer; its random stream is seeded by `seed` until
+    /// ``Module/reseedStochasticLayers(seed:step:)`` restarts it.
     public init(probability: Float, seed: UInt64 = 0) {
         self.probability = probability
         generator = RandomGenerator(seed: seed, stream: [0xD20])
         super.init()
     }
+
+    /// Restarts the layer's random stream.
+    public func reseed(_ generator: RandomGenerator) { self.generator = generator }
 
     /// Applies dropout when training.
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -55,17 +59,21 @@ public final class Dropout: Module, UnaryLayer {
 }
 
 /// Stochastic depth for residual branches (timm's `DropPath`).
-public final class DropPath: Module, UnaryLayer {
+public final class DropPath: Module, UnaryLayer, StochasticLayer {
     /// Probability of dropping a sample's branch.
     public let probability: Float
     private var generator: RandomGenerator
 
-    /// Creates the layer; its random stream is seeded by `seed`.
+    /// Creates the layer; its random stream is seeded by `seed` until
+    /// ``Module/reseedStochasticLayers(seed:step:)`` restarts it.
     public init(probability: Float, seed: UInt64 = 0) {
         self.probability = probability
         generator = RandomGenerator(seed: seed, stream: [0xD1A7])
         super.init()
     }
+
+    /// Restarts the layer's random stream.
+    public func reseed(_ generator: RandomGenerator) { self.generator = generator }
 
     /// Drops whole samples when training.
     public func callAsFunction(_ x: Tensor) -> Tensor {

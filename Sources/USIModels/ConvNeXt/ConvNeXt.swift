@@ -174,7 +174,7 @@ public final class ConvNeXt: Module, Backbone {
     let stem: Sequential
     let stages: Sequential
     let head: ConvNeXtHead
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0xC0417])
+    private let headDropout: Dropout?
 
     /// Builds the network with timm's initialisation (truncated-normal σ 0.02 weights, zero
     /// biases, layer scale 1e-6).
@@ -182,6 +182,7 @@ public final class ConvNeXt: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let dims = architecture.dims
         stem = Sequential([
             convNeXtConvolution(config.inputChannels, dims[0], kernelSize: 4, stride: 4),
@@ -203,6 +204,7 @@ public final class ConvNeXt: Module, Backbone {
         featureCount = previous
         head = ConvNeXtHead(features: previous, classes: config.classes)
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("stem", stem)
         register("stages", self.stages)
         register("head", head)
@@ -215,7 +217,7 @@ public final class ConvNeXt: Module, Backbone {
     public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
         var y = head.norm(globalAvgPool2d(features))
         if preLogits { return y }
-        if dropRate > 0 { y = dropout(y, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { y = headDropout(y) }
         return head.fc(y)
     }
 

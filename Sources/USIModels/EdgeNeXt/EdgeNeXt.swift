@@ -290,7 +290,7 @@ public final class EdgeNeXt: Module, Backbone {
     let stem: Sequential
     let stages: Sequential
     let head: EdgeNeXtHead
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0xED6E])
+    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (truncated normal std 0.02 for
     /// convs and linears, zero biases, layer scale 1e-6). Inputs must be at least 32 px.
@@ -301,6 +301,7 @@ public final class EdgeNeXt: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let dims = architecture.dimensions
         stem = Sequential([
             Conv2d(inputChannels: config.inputChannels, outputChannels: dims[0], kernelSize: 4, stride: 4),
@@ -327,6 +328,7 @@ public final class EdgeNeXt: Module, Backbone {
         featureCount = dims[dims.count - 1]
         head = EdgeNeXtHead(features: featureCount, classes: config.classes)
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("stem", stem)
         register("stages", stages)
         register("head", head)
@@ -353,7 +355,7 @@ public final class EdgeNeXt: Module, Backbone {
     /// Global pool → LayerNorm (the pre-logits, `[N, featureCount]`) → dropout → `head.fc`.
     public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
         var x = head.norm(globalAvgPool2d(features))
-        if dropRate > 0 { x = dropout(x, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { x = headDropout(x) }
         return preLogits ? x : head.fc(x)
     }
 

@@ -68,7 +68,7 @@ public final class EfficientNet: Module, Backbone {
     let conv_head: Conv2d
     let bn2: BatchNorm
     private(set) var classifier: any UnaryLayer
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0xEF1])
+    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (`_init_weight_goog`).
     /// - Parameters:
@@ -78,6 +78,7 @@ public final class EfficientNet: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let norm = architecture.normalization
         let stem = architecture.stemChannels
         conv_stem = efficientNetConvolution(config.inputChannels, stem, kernelSize: 3, stride: 2, padding: architecture.padding)
@@ -92,6 +93,7 @@ public final class EfficientNet: Module, Backbone {
         bn2 = norm.make(featureCount)
         classifier = config.classes > 0 ? Linear(inputFeatures: featureCount, outputFeatures: config.classes) : Identity()
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("conv_stem", conv_stem)
         register("bn1", bn1)
         register("blocks", blocks)
@@ -111,7 +113,7 @@ public final class EfficientNet: Module, Backbone {
     /// Global average pool (the pre-logits, `[N, featureCount]`) → dropout → classifier.
     public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
         var x = globalAvgPool2d(features)
-        if dropRate > 0 { x = dropout(x, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { x = headDropout(x) }
         return preLogits ? x : classifier(x)
     }
 

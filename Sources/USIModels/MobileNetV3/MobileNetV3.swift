@@ -61,7 +61,7 @@ public final class MobileNetV3: Module, Backbone {
     let blocks: Sequential
     let conv_head: Conv2d
     private(set) var classifier: any UnaryLayer
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0x3B3])
+    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (`_init_weight_goog`).
     /// - Parameters:
@@ -71,6 +71,7 @@ public final class MobileNetV3: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let multiplier = architecture.channelMultiplier
         let round = { (c: Int) in efficientNetRoundChannels(c, multiplier: multiplier) }
         // timm: `fix_stem = channel_multiplier < 0.75`.
@@ -86,6 +87,7 @@ public final class MobileNetV3: Module, Backbone {
         conv_head = Conv2d(inputChannels: featureCount, outputChannels: headChannels, kernelSize: 1)
         classifier = config.classes > 0 ? Linear(inputFeatures: headChannels, outputFeatures: config.classes) : Identity()
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("conv_stem", conv_stem)
         register("bn1", bn1)
         register("blocks", blocks)
@@ -105,7 +107,7 @@ public final class MobileNetV3: Module, Backbone {
         let pooled = globalAvgPool2d(features).reshaped([n, 1, 1, featureCount])
         var x = architecture.activation(conv_head(pooled)).reshaped([n, headChannels])
         if preLogits { return x }
-        if dropRate > 0 { x = dropout(x, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { x = headDropout(x) }
         return classifier(x)
     }
 

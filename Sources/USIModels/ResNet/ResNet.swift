@@ -191,7 +191,7 @@ public final class ResNet: Module, Backbone {
     let bn1: BatchNorm
     let stages: [Sequential]
     private(set) var fc: any UnaryLayer
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0xFC0DE])
+    private let headDropout: Dropout?
 
     /// Builds the network for `config` (classes, input channels) with timm's initialisation:
     /// kaiming-normal (fan-out) convolutions, BN weight 1 / bias 0 with the last BN of every
@@ -204,6 +204,7 @@ public final class ResNet: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let inputChannels = config.inputChannels
         var inplanes: Int
         switch architecture.stem {
@@ -264,6 +265,7 @@ public final class ResNet: Module, Backbone {
         featureCount = inplanes
         fc = config.classes > 0 ? Linear(inputFeatures: inplanes, outputFeatures: config.classes) : Identity()
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("conv1", stem)
         register("bn1", bn1)
         for (i, stage) in stages.enumerated() { register("layer\(i + 1)", stage) }
@@ -281,7 +283,7 @@ public final class ResNet: Module, Backbone {
     /// Global average pool, dropout (training only, if `dropRate` > 0), then `fc`.
     public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
         var y = globalAvgPool2d(features)
-        if dropRate > 0 { y = dropout(y, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { y = headDropout(y) }
         return preLogits ? y : fc(y)
     }
 

@@ -273,7 +273,7 @@ public final class TResNet: Module, Backbone {
 
     let body: TResNetBody
     let head: TResNetHead
-    private var dropoutGenerator = RandomGenerator(seed: 0, stream: [0x7E5])
+    private let headDropout: Dropout?
 
     /// Builds the network with timm's initialisation (kaiming fan-out convolutions, zeroed last
     /// BN weight of every block, classifier weight normal(0, 0.01)). Input sizes must be
@@ -282,6 +282,7 @@ public final class TResNet: Module, Backbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
+        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
         var planes = Int(64 * architecture.widthFactor)
         if architecture.v2 { planes = planes / 8 * 8 }
         var inplanes = planes
@@ -320,6 +321,7 @@ public final class TResNet: Module, Backbone {
         featureCount = inplanes
         head = TResNetHead(features: inplanes, classes: config.classes)
         super.init()
+        if let headDropout { register("head_drop", headDropout) }
         register("body", body)
         register("head", head)
     }
@@ -331,7 +333,7 @@ public final class TResNet: Module, Backbone {
     public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
         var y = globalAvgPool2d(features)
         if preLogits { return y }
-        if dropRate > 0 { y = dropout(y, probability: dropRate, training: isTraining, generator: &dropoutGenerator) }
+        if let headDropout { y = headDropout(y) }
         return head.fc(y)
     }
 
