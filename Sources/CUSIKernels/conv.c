@@ -214,6 +214,61 @@ static int64_t gemm_chunk_rows(int64_t M) {
     return usi_conv_gemm_is_packed() ? M : USI_CONV_CHUNK_ROWS;
 }
 
+// Implicit im2col for the packed GEMM (groups 1): rows [i0, i0 + rows) of the column matrix,
+// columns [k0, k0 + kb), written straight into the GEMM's per-thread A block.
+static void conv_fill_rows(const void *v, float *dst, int64_t ldd, int i0, int rows, int k0,
+                           int kb) {
+    const usi_conv_shape *s = (const usi_conv_shape *)((const void *const *)v)[0];
+    const float *x = (const float *)((const void *const *)v)[1];
+    const int H = s->H, W = s->W, C = s->C, KW = s->KW, OW = s->OW;
+    const int64_t per = (int64_t)s->OH * OW, run = (int64_t)KW * C;  // a kh-row of the window
+    const int kh0 = k0 / (int)run, kh1 = (k0 + kb - 1) / (int)run;
+    for (int r = 0; r < rows; r++) {
+        int64_t m = (int64_t)i0 + r;
+        int n = (int)(m / per), oh = (int)(m % per) / OW, ow = (int)(m % per) % OW;
+        const float *xn = x + (size_t)n * H * W * C;
+        int ih0 = oh * s->SH - s->PT, iw0 = ow * s->SW - s->PL;
+        float *d = dst + (size_t)r * ldd;  // column k of the matrix is d[k - k0]
+        for (int kh = kh0; kh <= kh1; kh++) {
+            // This kh-row's columns [a, b) within the slice.
+            int64_t a = (int64_t)kh * run, b = a + run;
+            if (a < k0) a = k0;
+            if (b > k0 + kb) b = k0 + kb;
+            int ih = ih0 + kh * s->DH;
+            if (ih < 0 || ih >= H) {
+                zero_run(d + (a - k0), b - a);
+                continue;
+            }
+            const float *xr = xn + (size_t)ih * W * C;
+            if (s->DW == 1) {
+                // Columns [lo*C, hi*C) of the kh-row come from one contiguous run of x.
+                int lo = iw0 < 0 ? -iw0 : 0, hi = W - iw0 < KW ? W - iw0 : KW;
+                if (lo > KW) lo = KW;
+                if (hi < lo) hi = lo;
+                int64_t base = (int64_t)kh * run, vlo = base + (int64_t)lo * C, vhi = base + (int64_t)hi * C;
+                int64_t c0 = a > vlo ? a : vlo, c1 = b < vhi ? b : vhi;
+                if (c0 > a) zero_run(d + (a - k0), (c0 < b ? c0 : b) - a);
+                if (c1 > c0) copy_run(d + (c0 - k0), xr + ((int64_t)iw0 * C + (c0 - base)), c1 - c0);
+                if (b > vhi) {
+                    int64_t z = vhi > a ? vhi : a;
+                    zero_run(d + (z - k0), b - z);
+                }
+            } else {
+                for (int64_t k = a; k < b;) {
+                    int kw = (int)((k - (int64_t)kh * run) / C), c = (int)((k - (int64_t)kh * run) % C);
+                    int64_t len = C - c < b - k ? C - c : b - k;
+                    int iw = iw0 + kw * s->DW;
+                    if (iw < 0 || iw >= W)
+                        zero_run(d + (k - k0), len);
+                    else
+                        copy_run(d + (k - k0), xr + (size_t)iw * C + c, len);
+                    k += len;
+                }
+            }
+        }
+    }
+}
+
 // out [N, OH, OW, OC] = conv(x [N, H, W, C], w [OC, KH, KW, C/groups]) + bias [OC]
 void usi_conv2d_forward(float *out, const float *x, const float *w, const float *bias,
                         const usi_conv_shape *s, float *workspace) {
@@ -233,6 +288,14 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
                               bias ? bias + (size_t)g * OCg : NULL);
         }
         return;
+    }
+    if (G == 1 && usi_conv_gemm_is_packed()) {
+        // The column matrix is built block by block where the GEMM reads it (measured:
+        // materialising it cost as much memory traffic as the GEMM's arithmetic).
+        const void *ctx[2] = {s, x};
+        if (usi_sgemm_packed_fill_a(USI_GEMM_ISA_BEST, (int)(s->N * per), OC, (int)K, conv_fill_rows,
+                                    ctx, w, (int)K, out, OC, bias))
+            return;
     }
     int nb = chunk_images(s);
     for (int n0 = 0; n0 < s->N; n0 += nb) {

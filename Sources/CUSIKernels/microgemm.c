@@ -275,6 +275,8 @@ typedef struct {
     int mc;            // rows per row block (multiple of MR)
     int mb, nb;        // row blocks, panel blocks
     int npanels, panels_per_block;
+    usi_fill_rows_fn fill_a;  // A produced on demand (A and lda unused), or NULL
+    const void *fill_ctx;
 } ug_job;
 
 // Copies k rows of a B panel (nr <= NR columns) into dst [k][NR], zero-padded.
@@ -363,6 +365,44 @@ static void ug_task(void *v, int t) {
     }
 }
 
+// A task of usi_sgemm_packed_fill_a: per K-slice, the row block's A is filled into scratch
+// (about 200 KB, it stays in L2) and every panel's micro-kernels read it there. Same slices,
+// kernels and order as ug_task, so the result is the materialised product's to the bit.
+static void ug_task_fill_a(void *v, int t) {
+    const ug_job *j = (const ug_job *)v;
+    const ug_isa *isa = j->isa;
+    const int MR = isa->mr, NR = isa->nr;
+    int ib = t / j->nb, jb = t % j->nb;
+    int i0 = ib * j->mc, i1 = i0 + j->mc < j->M ? i0 + j->mc : j->M;
+    int p0 = jb * j->panels_per_block;
+    int p1 = p0 + j->panels_per_block < j->npanels ? p0 + j->panels_per_block : j->npanels;
+    if (i0 >= i1 || p0 >= p1) return;
+    const int rows = i1 - i0, padded = (rows + MR - 1) / MR * MR;
+    // Rows UG_KC + 16 floats apart: a power-of-two stride would put the MR rows a micro-kernel
+    // reads into few L1 sets.
+    const int64_t lda = UG_KC + 16;
+    float *abuf = ug_scratch_get(1, (size_t)padded * lda);
+    if (!abuf) return;  // out of memory: leave C as is (cannot happen for sane sizes)
+    for (int kc = 0; kc < j->K; kc += UG_KC) {
+        int kb = j->K - kc < UG_KC ? j->K - kc : UG_KC;
+        j->fill_a(j->fill_ctx, abuf, lda, i0, rows, kc, kb);
+        // The last micro-panel's missing rows are read (and discarded) by the kernel.
+        for (int r = rows; r < padded; r++) memset(abuf + (size_t)r * lda, 0, (size_t)kb * sizeof(float));
+        ug_epi e = {j->alpha, j->beta, kc == 0, NULL};
+        for (int jp = p0; jp < p1; jp++) {
+            int c0 = jp * NR;
+            int nr = j->N - c0 < NR ? j->N - c0 : NR;
+            const float *b = j->B + (size_t)jp * j->K * NR + (size_t)kc * NR;
+            e.bias = j->bias ? j->bias + c0 : NULL;
+            for (int i = i0; i < i1; i += MR) {
+                int mr = i1 - i < MR ? i1 - i : MR;
+                isa->rows(kb, abuf + (size_t)(i - i0) * lda, lda, b, NR,
+                          j->C + (size_t)i * j->ldc + c0, j->ldc, mr, nr, &e);
+            }
+        }
+    }
+}
+
 typedef struct {
     float *dst;
     const float *B;
@@ -387,6 +427,46 @@ static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
     }
 }
 
+// Packs a transposed B ([N, K] row-major) for the whole call into the driving thread's
+// scratch; 0 when out of memory.
+static int ug_pack_b_call(ug_job *j, const float *B, int64_t ldb) {
+    const int NR = j->isa->nr;
+    float *bp = ug_scratch_get(0, (size_t)j->npanels * NR * (size_t)j->K);
+    if (!bp) return 0;
+    ug_packb_job pj = {bp, B, ldb, j->N, j->K, NR};
+    usi_parallel_range(j->npanels, (int64_t)j->K * NR, ug_packb_range, &pj);
+    j->B = bp;
+    j->ldb = NR;
+    j->b_packed = 1;
+    return 1;
+}
+
+// Partition: row blocks of MC rows; when they are too few to feed the pool, split the
+// panels too. Any partition gives the same result.
+static void ug_plan(ug_job *j) {
+    const int MR = j->isa->mr;
+    int threads = usi_get_num_threads();
+    int mc = MR * UG_MC_PANELS;
+    int mb = (j->M + mc - 1) / mc;
+    int want = threads > 1 ? 4 * threads : 1;
+    if (mb < want && j->M > MR) {  // smaller row blocks first (down to 4 micro-panels)
+        int rows = (j->M + want - 1) / want;
+        int minrows = 4 * MR;
+        if (rows < minrows) rows = minrows;
+        mc = (rows + MR - 1) / MR * MR;
+        mb = (j->M + mc - 1) / mc;
+    }
+    int nb = 1;
+    if (mb < want) {
+        nb = (want + mb - 1) / mb;
+        if (nb > j->npanels) nb = j->npanels;
+    }
+    j->mc = mc;
+    j->mb = mb;
+    j->panels_per_block = (j->npanels + nb - 1) / nb;
+    j->nb = (j->npanels + j->panels_per_block - 1) / j->panels_per_block;
+}
+
 void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias) {
@@ -401,10 +481,8 @@ void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K
         }
         return;
     }
-    const ug_isa *isa = ug_pick(isa_req);
-    const int MR = isa->mr, NR = isa->nr;
     ug_job j = {0};
-    j.isa = isa;
+    j.isa = ug_pick(isa_req);
     j.ta = trans_a ? 1 : 0;
     j.M = M;
     j.N = N;
@@ -416,50 +494,44 @@ void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K
     j.C = C;
     j.ldc = ldc;
     j.bias = bias;
-    j.npanels = (N + NR - 1) / NR;
+    j.npanels = (N + j.isa->nr - 1) / j.isa->nr;
     if (trans_b) {
-        size_t n = (size_t)j.npanels * NR * (size_t)K;
-        float *bp = ug_scratch_get(0, n);
-        if (!bp) {  // out of memory: the reference still gives the right answer
+        if (!ug_pack_b_call(&j, B, ldb)) {  // out of memory: the reference is still right
             usi_sgemm_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             if (bias)
                 for (int i = 0; i < M; i++)
                     for (int c = 0; c < N; c++) C[(size_t)i * ldc + c] += bias[c];
             return;
         }
-        ug_packb_job pj = {bp, B, ldb, N, K, NR};
-        usi_parallel_range(j.npanels, (int64_t)K * NR, ug_packb_range, &pj);
-        j.B = bp;
-        j.ldb = NR;
-        j.b_packed = 1;
     } else {
         j.B = B;
         j.ldb = ldb;
         j.b_packed = 0;
     }
-    // Partition: row blocks of MC rows; when they are too few to feed the pool, split the
-    // panels too. Any partition gives the same result.
-    int threads = usi_get_num_threads();
-    int mc = MR * UG_MC_PANELS;
-    int mb = (M + mc - 1) / mc;
-    int want = threads > 1 ? 4 * threads : 1;
-    if (mb < want && M > MR) {  // smaller row blocks first (down to 4 micro-panels)
-        int rows = (M + want - 1) / want;
-        int minrows = 4 * MR;
-        if (rows < minrows) rows = minrows;
-        mc = (rows + MR - 1) / MR * MR;
-        mb = (M + mc - 1) / mc;
-    }
-    int nb = 1;
-    if (mb < want) {
-        nb = (want + mb - 1) / mb;
-        if (nb > j.npanels) nb = j.npanels;
-    }
-    j.mc = mc;
-    j.mb = mb;
-    j.panels_per_block = (j.npanels + nb - 1) / nb;
-    j.nb = (j.npanels + j.panels_per_block - 1) / j.panels_per_block;
+    ug_plan(&j);
     usi_parallel_for(j.mb * j.nb, ug_task, &j);
+}
+
+int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn fill,
+                            const void *ctx, const float *B, int ldb, float *C, int ldc,
+                            const float *bias) {
+    if (M <= 0 || N <= 0) return 1;
+    ug_job j = {0};
+    j.isa = ug_pick(isa_req);
+    j.M = M;
+    j.N = N;
+    j.K = K;
+    j.alpha = 1.0f;
+    j.C = C;
+    j.ldc = ldc;
+    j.bias = bias;
+    j.fill_a = fill;
+    j.fill_ctx = ctx;
+    j.npanels = (N + j.isa->nr - 1) / j.isa->nr;
+    if (K <= 0 || !ug_pack_b_call(&j, B, ldb)) return 0;
+    ug_plan(&j);
+    usi_parallel_for(j.mb * j.nb, ug_task_fill_a, &j);
+    return 1;
 }
 
 // The conv GEMMs: our kernel where the CPU has AVX-512, BLAS otherwise.

@@ -805,6 +805,55 @@ struct KernelElementwiseTests {
         }
     }
 
+    /// The implicit-A product (A filled block by block by a callback, as the convolutions' im2col
+    /// is) is the materialised product to the bit: same K-slices, kernels and order. Ragged
+    /// row tails, K past one slice, a bias, 1 and 2 threads.
+    @Test(arguments: [Int32(USI_GEMM_ISA_PORTABLE.rawValue), Int32(USI_GEMM_ISA_AVX512.rawValue)])
+    func packedGemmWithFilledAIsBitIdentical(_ isa: Int32) {
+        let budget = usi_get_num_threads()
+        defer { usi_set_num_threads(budget) }
+        var rng = KernelTestRNG(UInt64(11 + isa))
+        for (m, n, k) in [(1, 1, 1), (13, 33, 300), (257, 96, 513), (1000, 64, 576), (37, 200, 27)] {
+            let a = rng.floats(m * k), b = rng.floats(n * k), bias = rng.floats(n)
+            var want = [Float](repeating: .nan, count: m * n)
+            usi_sgemm_packed(isa, 0, 1, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &want, Int32(n), bias)
+            for threads in [1, 2] {
+                usi_set_num_threads(Int32(threads))
+                var got = [Float](repeating: .nan, count: m * n)
+                let ok = a.withUnsafeBufferPointer { ap in
+                    withUnsafePointer(to: (ap.baseAddress!, k)) { ctx in
+                        usi_sgemm_packed_fill_a(isa, Int32(m), Int32(n), Int32(k), { ctx, dst, ldd, i0, rows, k0, kb in
+                            let (a, k) = ctx!.assumingMemoryBound(to: (UnsafePointer<Float>, Int).self).pointee
+                            for r in 0..<Int(rows) {
+                                (dst! + r * Int(ldd)).update(from: a + (Int(i0) + r) * k + Int(k0), count: Int(kb))
+                            }
+                        }, ctx, b, Int32(k), &got, Int32(n), bias)
+                    }
+                }
+                #expect(ok == 1)
+                #expect(got == want, "isa \(isa) \(m)x\(n)x\(k), \(threads) threads")
+            }
+        }
+    }
+
+    /// Where convolutions run on the packed kernel, a groups-1 convolution (its im2col filled
+    /// inside the GEMM) equals im2col + the packed GEMM bit for bit.
+    @Test(arguments: convCases.filter { $0.groups == 1 && $0.kh * $0.kw * $0.sh * $0.sw > 1 })
+    func convolutionIsTheMaterialisedProduct(_ cc: KernelConvCase) {
+        guard usi_sgemm_packed_best_isa() == Int32(USI_GEMM_ISA_AVX512.rawValue) else { return }
+        var s = cc.shape
+        var rng = KernelTestRNG(UInt64(cc.inputCount))
+        let x = rng.floats(cc.inputCount), w = rng.floats(cc.weightCount), bias = rng.floats(cc.oc)
+        let m = cc.n * cc.oh * cc.ow, k = cc.kh * cc.kw * cc.c
+        var col = [Float](repeating: 0, count: m * k)
+        usi_im2col(&col, x, &s)
+        var want = [Float](repeating: .nan, count: cc.outputCount), got = want
+        usi_sgemm_packed(0, 0, 1, Int32(m), Int32(cc.oc), Int32(k), 1, col, Int32(k), w, Int32(k), 0, &want, Int32(cc.oc), bias)
+        var workspace = [Float](repeating: 0, count: max(1, usi_conv2d_workspace_size(&s)))
+        usi_conv2d_forward(&got, x, w, bias, &s, &workspace)
+        #expect(got == want)
+    }
+
     /// The packed SGEMM partitions C by thread count, but every element is summed by one task
     /// in a fixed order: bit-identical results for 1 and 2 threads.
     @Test func packedGemmDoesNotDependOnThreadCount() {

@@ -54,6 +54,17 @@ int usi_sgemm_packed_best_isa(void);
 void usi_sgemm_packed(int isa, int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias);
+/// Writes dst[r * ldd + p] = A[i0 + r][k0 + p] for r < rows, p < kb: a GEMM operand
+/// produced block by block (a convolution's im2col rows).
+typedef void (*usi_fill_rows_fn)(const void *ctx, float *dst, int64_t ldd, int i0, int rows,
+                                 int k0, int kb);
+/// C[M,N] = A B^T + bias with A [M, K] never materialised: `fill` produces each row block's
+/// K-slice in per-thread scratch just before the micro-kernels read it; B is [N, K] row-major.
+/// Bit-identical to materialising A and calling usi_sgemm_packed(isa, 0, 1, ..., beta 0).
+/// Returns 0 (C untouched) only when K <= 0 or out of memory.
+int usi_sgemm_packed_fill_a(int isa, int M, int N, int K, usi_fill_rows_fn fill,
+                            const void *ctx, const float *B, int ldb, float *C, int ldc,
+                            const float *bias);
 
 // ----------------------------------------------------------------------------------------
 // Elementwise and strided copies.
