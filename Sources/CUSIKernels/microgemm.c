@@ -418,9 +418,14 @@ static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
         float *d = j->dst + (size_t)jp * j->K * NR;
         int c0 = (int)jp * NR;
         int nr = j->N - c0 < NR ? j->N - c0 : NR;
-        for (int jj = 0; jj < nr; jj++) {
-            const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
-            for (int p = 0; p < j->K; p++) d[(size_t)p * NR + jj] = src[p];
+        // In K-blocks of UG_KC, so the block of the panel being written stays in L1 while
+        // its NR source rows are read (a whole panel of a deep layer would not).
+        for (int k0 = 0; k0 < j->K; k0 += UG_KC) {
+            int k1 = k0 + UG_KC < j->K ? k0 + UG_KC : j->K;
+            for (int jj = 0; jj < nr; jj++) {
+                const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
+                for (int p = k0; p < k1; p++) d[(size_t)p * NR + jj] = src[p];
+            }
         }
         for (int jj = nr; jj < NR; jj++)
             for (int p = 0; p < j->K; p++) d[(size_t)p * NR + jj] = 0.0f;
