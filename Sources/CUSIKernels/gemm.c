@@ -26,6 +26,11 @@ void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
         }
         return;
     }
+    if (usi_conv_gemm_is_packed()) {
+        usi_sgemm_packed(USI_GEMM_ISA_BEST, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                         C, ldc, NULL);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
                 ldc);
