@@ -304,15 +304,22 @@ static void ug_pack_a_ragged(float *dst, const float *a, int ta, int64_t lda, in
     }
 }
 
+// Task t's block of C: rows [i0, i1), panels [p0, p1); 0 when it is empty.
+static int ug_task_block(const ug_job *j, int t, int *i0, int *i1, int *p0, int *p1) {
+    int ib = t / j->nb, jb = t % j->nb;
+    *i0 = ib * j->mc;
+    *i1 = *i0 + j->mc < j->M ? *i0 + j->mc : j->M;
+    *p0 = jb * j->panels_per_block;
+    *p1 = *p0 + j->panels_per_block < j->npanels ? *p0 + j->panels_per_block : j->npanels;
+    return *i0 < *i1 && *p0 < *p1;
+}
+
 static void ug_task(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
     const int MR = isa->mr, NR = isa->nr;
-    int ib = t / j->nb, jb = t % j->nb;
-    int i0 = ib * j->mc, i1 = i0 + j->mc < j->M ? i0 + j->mc : j->M;
-    int p0 = jb * j->panels_per_block;
-    int p1 = p0 + j->panels_per_block < j->npanels ? p0 + j->panels_per_block : j->npanels;
-    if (i0 >= i1 || p0 >= p1) return;
+    int i0, i1, p0, p1;
+    if (!ug_task_block(j, t, &i0, &i1, &p0, &p1)) return;
     const int ragged_m = ((i1 - i0) % MR) != 0;
     float *bbuf = NULL, *abuf = NULL;
     if (!j->b_packed || ragged_m) {
@@ -372,11 +379,8 @@ static void ug_task_fill_a(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
     const int MR = isa->mr, NR = isa->nr;
-    int ib = t / j->nb, jb = t % j->nb;
-    int i0 = ib * j->mc, i1 = i0 + j->mc < j->M ? i0 + j->mc : j->M;
-    int p0 = jb * j->panels_per_block;
-    int p1 = p0 + j->panels_per_block < j->npanels ? p0 + j->panels_per_block : j->npanels;
-    if (i0 >= i1 || p0 >= p1) return;
+    int i0, i1, p0, p1;
+    if (!ug_task_block(j, t, &i0, &i1, &p0, &p1)) return;
     const int rows = i1 - i0, padded = (rows + MR - 1) / MR * MR;
     // Rows UG_KC + 16 floats apart: a power-of-two stride would put the MR rows a micro-kernel
     // reads into few L1 sets.
