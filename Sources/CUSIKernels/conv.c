@@ -214,12 +214,17 @@ static int64_t gemm_chunk_rows(int64_t M) {
     return usi_conv_gemm_is_packed() ? M : USI_CONV_CHUNK_ROWS;
 }
 
+typedef struct {
+    const usi_conv_shape *s;
+    const float *x;
+} fill_ctx;
+
 // Implicit im2col for the packed GEMM (groups 1): rows [i0, i0 + rows) of the column matrix,
 // columns [k0, k0 + kb), written straight into the GEMM's per-thread A block.
 static void conv_fill_rows(const void *v, float *dst, int64_t ldd, int i0, int rows, int k0,
                            int kb) {
-    const usi_conv_shape *s = (const usi_conv_shape *)((const void *const *)v)[0];
-    const float *x = (const float *)((const void *const *)v)[1];
+    const usi_conv_shape *s = ((const fill_ctx *)v)->s;
+    const float *x = ((const fill_ctx *)v)->x;
     const int H = s->H, W = s->W, C = s->C, KW = s->KW, OW = s->OW;
     const int64_t per = (int64_t)s->OH * OW, run = (int64_t)KW * C;  // a kh-row of the window
     const int kh0 = k0 / (int)run, kh1 = (k0 + kb - 1) / (int)run;
@@ -292,9 +297,9 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
     if (G == 1 && usi_conv_gemm_is_packed()) {
         // The column matrix is built block by block where the GEMM reads it (measured:
         // materialising it cost as much memory traffic as the GEMM's arithmetic).
-        const void *ctx[2] = {s, x};
+        fill_ctx ctx = {s, x};
         if (usi_sgemm_packed_fill_a(USI_GEMM_ISA_BEST, (int)(s->N * per), OC, (int)K, conv_fill_rows,
-                                    ctx, w, (int)K, out, OC, bias))
+                                    &ctx, w, (int)K, out, OC, bias))
             return;
     }
     int nb = chunk_images(s);
