@@ -415,6 +415,32 @@ typedef struct {
 } ug_packb_job;
 
 // Packs panels [p0, p1) of a transposed B ([N, K] row-major) into k-major NR-wide panels.
+#if defined(__AVX2__)
+// dst[i*ldd + r] = src[r*lds + i] for an 8 x 8 block.
+static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds),
+           r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds),
+           r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
+           r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
     const ug_packb_job *j = (const ug_packb_job *)v;
     const int NR = j->NR;
@@ -426,7 +452,19 @@ static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
         // its NR source rows are read (a whole panel of a deep layer would not).
         for (int k0 = 0; k0 < j->K; k0 += UG_KC) {
             int k1 = k0 + UG_KC < j->K ? k0 + UG_KC : j->K;
-            for (int jj = 0; jj < nr; jj++) {
+            int jj = 0;
+#if defined(__AVX2__)
+            // 8 x 8 blocks transposed in registers (a scalar copy of a transposed block is one
+            // load and one store per element).
+            for (; jj + 8 <= nr; jj += 8) {
+                const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
+                int p = k0;
+                for (; p + 8 <= k1; p += 8) ug_transpose8(d + (size_t)p * NR + jj, NR, src + p, j->ldb);
+                for (int r = 0; r < 8; r++)
+                    for (int q = p; q < k1; q++) d[(size_t)q * NR + jj + r] = src[(size_t)r * j->ldb + q];
+            }
+#endif
+            for (; jj < nr; jj++) {
                 const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
                 for (int p = k0; p < k1; p++) d[(size_t)p * NR + jj] = src[p];
             }
