@@ -414,7 +414,6 @@ typedef struct {
     int N, K, NR;
 } ug_packb_job;
 
-// Packs panels [p0, p1) of a transposed B ([N, K] row-major) into k-major NR-wide panels.
 #if defined(__AVX2__)
 // dst[i*ldd + r] = src[r*lds + i] for an 8 x 8 block.
 static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
@@ -440,6 +439,8 @@ static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int6
     _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 #endif
+
+// Packs panels [p0, p1) of a transposed B ([N, K] row-major) into k-major NR-wide panels.
 
 static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
     const ug_packb_job *j = (const ug_packb_job *)v;
