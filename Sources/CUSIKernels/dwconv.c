@@ -83,50 +83,151 @@ static void tap_sum(float *o, const float *const *a, const float *const *b, int 
     }
 }
 
+// One output pixel (any window, any padding): its valid taps through tap_sum.
+static void dw_fwd_pixel(const dw_ctx *k, int64_t r, int ow) {
+    const usi_conv_shape *s = k->s;
+    const int H = s->H, W = s->W, C = s->C, KW = s->KW;
+    int n = (int)(r / s->OH), oh = (int)(r % s->OH);
+    const float *xn = k->x + (size_t)n * H * W * C;
+    int ih0 = oh * s->SH - s->PT, iw0 = ow * s->SW - s->PL;
+    float *o = k->out + ((size_t)r * s->OW + ow) * C;
+    if (s->KH * s->KW <= DW_MAX_TAPS) {
+        const float *xs[DW_MAX_TAPS], *wsp[DW_MAX_TAPS];
+        int nt = 0;
+        for (int kh = 0; kh < s->KH; kh++) {
+            int ih = ih0 + kh * s->DH;
+            if (ih < 0 || ih >= H) continue;
+            for (int kw = 0; kw < KW; kw++) {
+                int iw = iw0 + kw * s->DW;
+                if (iw < 0 || iw >= W) continue;
+                xs[nt] = xn + ((size_t)ih * W + iw) * C;
+                wsp[nt] = k->wt + ((size_t)kh * KW + kw) * C;
+                nt++;
+            }
+        }
+        tap_sum(o, xs, wsp, nt, C, k->bias, 0);
+        return;
+    }
+    if (k->bias)
+        memcpy(o, k->bias, (size_t)C * sizeof(float));
+    else
+        memset(o, 0, (size_t)C * sizeof(float));
+    for (int kh = 0; kh < s->KH; kh++) {
+        int ih = ih0 + kh * s->DH;
+        if (ih < 0 || ih >= H) continue;
+        const float *xr = xn + (size_t)ih * W * C;
+        for (int kw = 0; kw < KW; kw++) {
+            int iw = iw0 + kw * s->DW;
+            if (iw < 0 || iw >= W) continue;
+            fma_run(o, xr + (size_t)iw * C, k->wt + ((size_t)kh * KW + kw) * C, C);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DW_AVX512 __attribute__((target("avx512f")))
+
+// Output columns whose windows lie inside the input horizontally, in blocks of 4 columns x 16
+// channels held in registers: a weight vector is loaded once per 4 outputs and, with KW and SW
+// constant, each input vector once per block (the unrolled loads coincide). Taps in
+// tap_sum's order, one FMA each. One block: `cols` (<= 4) output columns from channel c0.
+static inline __attribute__((always_inline)) DW_AVX512 void
+dw_block_avx512(float *o, const float *const *xr, const float *const *wk, int nkh, int64_t xoff,
+                int c0, int C, const float *bias, __mmask16 m, const int full, const int cols,
+                const int KW, const int SW) {
+#define DW_LD(p) (full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, (p)))
+    __m512 b = bias ? DW_LD(bias + c0) : _mm512_setzero_ps();
+    __m512 a0 = b, a1 = b, a2 = b, a3 = b;
+    for (int t = 0; t < nkh; t++) {
+        const float *xb = xr[t] + xoff + c0, *wb = wk[t] + c0;
+        for (int kw = 0; kw < KW; kw++) {
+            __m512 wv = DW_LD(wb + (size_t)kw * C);
+            a0 = _mm512_fmadd_ps(DW_LD(xb + (size_t)kw * C), wv, a0);
+            if (cols > 1) a1 = _mm512_fmadd_ps(DW_LD(xb + (size_t)(SW + kw) * C), wv, a1);
+            if (cols > 2) a2 = _mm512_fmadd_ps(DW_LD(xb + (size_t)(2 * SW + kw) * C), wv, a2);
+            if (cols > 3) a3 = _mm512_fmadd_ps(DW_LD(xb + (size_t)(3 * SW + kw) * C), wv, a3);
+        }
+    }
+#undef DW_LD
+    // Masked stores are slow on AMD's AVX-512: only the channel tail uses them.
+#define DW_ST(p, v) (full ? _mm512_storeu_ps((p), (v)) : _mm512_mask_storeu_ps((p), m, (v)))
+    DW_ST(o + c0, a0);
+    if (cols > 1) DW_ST(o + C + c0, a1);
+    if (cols > 2) DW_ST(o + 2 * (size_t)C + c0, a2);
+    if (cols > 3) DW_ST(o + 3 * (size_t)C + c0, a3);
+#undef DW_ST
+}
+
+static inline __attribute__((always_inline)) DW_AVX512 void
+dw_row_avx512_impl(float *orow, const float *const *xr, const float *const *wk, int nkh, int ow0,
+                   int ow1, int C, const float *bias, int PL, const int KW, const int SW) {
+    const int cfull = C / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (C - cfull)) - 1u);
+    int ow = ow0;
+    for (; ow + 4 <= ow1; ow += 4) {
+        float *o = orow + (size_t)ow * C;
+        int64_t xoff = ((int64_t)ow * SW - PL) * C;
+        for (int c0 = 0; c0 < cfull; c0 += 16)
+            dw_block_avx512(o, xr, wk, nkh, xoff, c0, C, bias, 0xFFFF, 1, 4, KW, SW);
+        if (cfull < C) dw_block_avx512(o, xr, wk, nkh, xoff, cfull, C, bias, tail, 0, 4, KW, SW);
+    }
+    for (; ow < ow1; ow++) {
+        float *o = orow + (size_t)ow * C;
+        int64_t xoff = ((int64_t)ow * SW - PL) * C;
+        for (int c0 = 0; c0 < cfull; c0 += 16)
+            dw_block_avx512(o, xr, wk, nkh, xoff, c0, C, bias, 0xFFFF, 1, 1, KW, SW);
+        if (cfull < C) dw_block_avx512(o, xr, wk, nkh, xoff, cfull, C, bias, tail, 0, 1, KW, SW);
+    }
+}
+
+// The common windows get their own unrolled copies.
+DW_AVX512 static void dw_row_avx512(float *orow, const float *const *xr, const float *const *wk,
+                                    int nkh, int ow0, int ow1, int C, const float *bias, int PL,
+                                    int KW, int SW) {
+#define DW_CASE(kw_, sw_)                                                              \
+    if (KW == kw_ && SW == sw_) {                                                      \
+        dw_row_avx512_impl(orow, xr, wk, nkh, ow0, ow1, C, bias, PL, kw_, sw_);         \
+        return;                                                                        \
+    }
+    DW_CASE(3, 1) DW_CASE(3, 2) DW_CASE(5, 1) DW_CASE(5, 2) DW_CASE(7, 1) DW_CASE(7, 2)
+#undef DW_CASE
+    dw_row_avx512_impl(orow, xr, wk, nkh, ow0, ow1, C, bias, PL, KW, SW);
+}
+#endif
+
 static void dw_fwd_range(void *v, int64_t r0, int64_t r1) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
-    const int H = s->H, W = s->W, C = s->C, KW = s->KW;
-    const int fast = s->KH * s->KW <= DW_MAX_TAPS;
-    const float *xs[DW_MAX_TAPS], *wsp[DW_MAX_TAPS];
+    const int OW = s->OW;
+    // Columns whose windows are inside the input horizontally, [owa, owb), take the
+    // register-blocked path where the CPU has AVX-512; the others go pixel by pixel.
+    int owa = 0, owb = 0;
+#if defined(__x86_64__)
+    if (s->DW == 1 && s->KH <= DW_MAX_TAPS && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512) {
+        owa = (s->PL + s->SW - 1) / s->SW;
+        owb = s->W - s->KW + s->PL < 0 ? 0 : (s->W - s->KW + s->PL) / s->SW + 1;
+        if (owb > OW) owb = OW;
+        if (owa > owb) owa = owb;
+    }
+#endif
     for (int64_t r = r0; r < r1; r++) {
-        int n = (int)(r / s->OH), oh = (int)(r % s->OH);
-        const float *xn = k->x + (size_t)n * H * W * C;
-        int ih0 = oh * s->SH - s->PT;
-        for (int ow = 0; ow < s->OW; ow++) {
-            float *o = k->out + ((size_t)r * s->OW + ow) * C;
-            int iw0 = ow * s->SW - s->PL;
-            if (fast) {
-                int nt = 0;
-                for (int kh = 0; kh < s->KH; kh++) {
-                    int ih = ih0 + kh * s->DH;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kw = 0; kw < KW; kw++) {
-                        int iw = iw0 + kw * s->DW;
-                        if (iw < 0 || iw >= W) continue;
-                        xs[nt] = xn + ((size_t)ih * W + iw) * C;
-                        wsp[nt] = k->wt + ((size_t)kh * KW + kw) * C;
-                        nt++;
-                    }
-                }
-                tap_sum(o, xs, wsp, nt, C, k->bias, 0);
-                continue;
-            }
-            if (k->bias)
-                memcpy(o, k->bias, (size_t)C * sizeof(float));
-            else
-                memset(o, 0, (size_t)C * sizeof(float));
+        for (int ow = 0; ow < owa; ow++) dw_fwd_pixel(k, r, ow);
+#if defined(__x86_64__)
+        if (owb > owa) {
+            int n = (int)(r / s->OH), oh = (int)(r % s->OH), nkh = 0;
+            const float *xr[DW_MAX_TAPS], *wk[DW_MAX_TAPS];
             for (int kh = 0; kh < s->KH; kh++) {
-                int ih = ih0 + kh * s->DH;
-                if (ih < 0 || ih >= H) continue;
-                const float *xr = xn + (size_t)ih * W * C;
-                for (int kw = 0; kw < KW; kw++) {
-                    int iw = iw0 + kw * s->DW;
-                    if (iw < 0 || iw >= W) continue;
-                    fma_run(o, xr + (size_t)iw * C, k->wt + ((size_t)kh * KW + kw) * C, C);
-                }
+                int ih = oh * s->SH - s->PT + kh * s->DH;
+                if (ih < 0 || ih >= s->H) continue;
+                xr[nkh] = k->x + ((size_t)n * s->H + ih) * s->W * s->C;
+                wk[nkh++] = k->wt + (size_t)kh * s->KW * s->C;
             }
+            dw_row_avx512(k->out + (size_t)r * OW * s->C, xr, wk, nkh, owa, owb, s->C, k->bias,
+                          s->PL, s->KW, s->SW);
         }
+#endif
+        for (int ow = owb > owa ? owb : owa; ow < OW; ow++) dw_fwd_pixel(k, r, ow);
     }
 }
 
