@@ -211,7 +211,7 @@ void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s) {
 // Rows per GEMM call over a pointwise conv: our packed kernel blocks the rows itself (one
 // call), OpenBLAS runs faster in row blocks (see USI_CONV_CHUNK_ROWS).
 static int64_t gemm_chunk_rows(int64_t M) {
-    return usi_conv_gemm_is_packed() ? M : USI_CONV_CHUNK_ROWS;
+    return usi_gemm_is_packed() ? M : USI_CONV_CHUNK_ROWS;
 }
 
 typedef struct {
@@ -294,7 +294,7 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
         }
         return;
     }
-    if (G == 1 && usi_conv_gemm_is_packed()) {
+    if (G == 1 && usi_gemm_is_packed()) {
         // The column matrix is built block by block where the GEMM reads it (measured:
         // materialising it cost as much memory traffic as the GEMM's arithmetic).
         fill_ctx ctx = {s, x};

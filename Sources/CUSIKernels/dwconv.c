@@ -7,6 +7,9 @@
 #include "usi_internal.h"
 
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 // 8-lane float vectors (GCC/Clang vector extension: one AVX2 register with
 // -march=x86-64-v3, two NEON registers on arm64). Macros rather than functions, so no
@@ -125,7 +128,6 @@ static void dw_fwd_pixel(const dw_ctx *k, int64_t r, int ow) {
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #define DW_AVX512 __attribute__((target("avx512f")))
 
 // Output columns whose windows lie inside the input horizontally, in blocks of 4 columns x 16
@@ -159,26 +161,26 @@ dw_block_avx512(float *o, const float *const *xr, const float *const *wk, int nk
 #undef DW_ST
 }
 
+// `cols` output columns from `ow`, every channel: full 16-channel blocks, then the tail.
+static inline __attribute__((always_inline)) DW_AVX512 void
+dw_cols_avx512(float *orow, const float *const *xr, const float *const *wk, int nkh, int ow, int C,
+               const float *bias, int PL, const int cols, const int KW, const int SW) {
+    const int cfull = C / 16 * 16;
+    float *o = orow + (size_t)ow * C;
+    int64_t xoff = ((int64_t)ow * SW - PL) * C;
+    for (int c0 = 0; c0 < cfull; c0 += 16)
+        dw_block_avx512(o, xr, wk, nkh, xoff, c0, C, bias, 0xFFFF, 1, cols, KW, SW);
+    if (cfull < C)
+        dw_block_avx512(o, xr, wk, nkh, xoff, cfull, C, bias,
+                        (__mmask16)((1u << (C - cfull)) - 1u), 0, cols, KW, SW);
+}
+
 static inline __attribute__((always_inline)) DW_AVX512 void
 dw_row_avx512_impl(float *orow, const float *const *xr, const float *const *wk, int nkh, int ow0,
                    int ow1, int C, const float *bias, int PL, const int KW, const int SW) {
-    const int cfull = C / 16 * 16;
-    const __mmask16 tail = (__mmask16)((1u << (C - cfull)) - 1u);
     int ow = ow0;
-    for (; ow + 4 <= ow1; ow += 4) {
-        float *o = orow + (size_t)ow * C;
-        int64_t xoff = ((int64_t)ow * SW - PL) * C;
-        for (int c0 = 0; c0 < cfull; c0 += 16)
-            dw_block_avx512(o, xr, wk, nkh, xoff, c0, C, bias, 0xFFFF, 1, 4, KW, SW);
-        if (cfull < C) dw_block_avx512(o, xr, wk, nkh, xoff, cfull, C, bias, tail, 0, 4, KW, SW);
-    }
-    for (; ow < ow1; ow++) {
-        float *o = orow + (size_t)ow * C;
-        int64_t xoff = ((int64_t)ow * SW - PL) * C;
-        for (int c0 = 0; c0 < cfull; c0 += 16)
-            dw_block_avx512(o, xr, wk, nkh, xoff, c0, C, bias, 0xFFFF, 1, 1, KW, SW);
-        if (cfull < C) dw_block_avx512(o, xr, wk, nkh, xoff, cfull, C, bias, tail, 0, 1, KW, SW);
-    }
+    for (; ow + 4 <= ow1; ow += 4) dw_cols_avx512(orow, xr, wk, nkh, ow, C, bias, PL, 4, KW, SW);
+    for (; ow < ow1; ow++) dw_cols_avx512(orow, xr, wk, nkh, ow, C, bias, PL, 1, KW, SW);
 }
 
 // The common windows get their own unrolled copies.

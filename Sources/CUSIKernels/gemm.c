@@ -26,7 +26,7 @@ void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
         }
         return;
     }
-    if (usi_conv_gemm_is_packed()) {
+    if (usi_gemm_is_packed()) {
         usi_sgemm_packed(USI_GEMM_ISA_BEST, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
                          C, ldc, NULL);
         return;

@@ -582,13 +582,13 @@ int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn f
     return 1;
 }
 
-// The conv GEMMs: our kernel where the CPU has AVX-512, BLAS otherwise.
-#ifndef USI_CONV_USES_PACKED_GEMM
-#define USI_CONV_USES_PACKED_GEMM 1
+// Every GEMM (convolutions, usi_sgemm): our kernel where the CPU has AVX-512, BLAS otherwise.
+#ifndef USI_USES_PACKED_GEMM
+#define USI_USES_PACKED_GEMM 1
 #endif
 
-int usi_conv_gemm_is_packed(void) {
-    return USI_CONV_USES_PACKED_GEMM && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512;
+int usi_gemm_is_packed(void) {
+    return USI_USES_PACKED_GEMM && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512;
 }
 
 void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
@@ -597,7 +597,7 @@ void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A
     // reference 0.8-1.25x). It was off once because the train-mode fixture had a ReLU input
     // within float32 noise of zero, which it rounded to the other side (see
     // Tools/fixtures/make_cnn_fixtures.py, TRAIN_SEED).
-    if (usi_conv_gemm_is_packed()) {
+    if (usi_gemm_is_packed()) {
         usi_sgemm_packed(USI_GEMM_ISA_BEST, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb,
                          beta, C, ldc, bias);
         return;

@@ -21,8 +21,9 @@ void usi_pool_resize(int n);
 // usi_sgemm_packed where the CPU has AVX-512, usi_sgemm (BLAS) otherwise.
 void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, const float *bias);
-// Whether usi_conv_gemm runs our packed kernel (it blocks the rows itself: callers pass all).
-int usi_conv_gemm_is_packed(void);
+// Whether usi_sgemm and usi_conv_gemm run our packed kernel (it blocks the rows itself:
+// callers pass all).
+int usi_gemm_is_packed(void);
 
 // elementwise.c: out [C] += column sums of x [M, C] (double partials over fixed row chunks,
 // added in chunk order: deterministic for any thread count).

@@ -160,14 +160,14 @@ public final class USITrainer: @unchecked Sendable {
                 stepInEpoch += 1
                 lossSum += value; lossCount += 1; images += batch.count
                 let elapsed = seconds(since: epochStart)
+                let imagesPerSecond = Double(images) / max(elapsed, 1e-9)
                 if let output, stepInEpoch % max(1, logInterval) == 0 || stepInEpoch == recipe.stepsPerEpoch {
                     try output.append(IntervalMetrics(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch,
                                                       loss: value, lossAverage: lossSum / Double(lossCount), lr: lr,
-                                                      imagesPerSecond: Double(images) / max(elapsed, 1e-9)))
+                                                      imagesPerSecond: imagesPerSecond))
                 }
                 emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch, loss: value,
-                                        learningRate: lr, imagesPerSecond: Double(images) / max(elapsed, 1e-9),
-                                        elapsedSeconds: elapsed)))
+                                        learningRate: lr, imagesPerSecond: imagesPerSecond, elapsedSeconds: elapsed)))
             }
             let trainSeconds = seconds(since: epochStart)
             let modelResult = try evaluate()

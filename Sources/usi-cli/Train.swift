@@ -78,13 +78,15 @@ struct Train: ParsableCommand {
         config.seed = seed
         config.workers = workers
         config.runScaleOverride = runScale
+        var overrides: [String: Double] = [:]
         for item in researchOverrides {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let value = Double(parts[1]) else {
                 throw ValidationError("--research-override expects NAME=VALUE, got \(item)")
             }
-            config.researchOverrides = (config.researchOverrides ?? [:]).merging([parts[0]: value]) { $1 }
+            overrides[parts[0]] = value
         }
+        config.researchOverrides = overrides.isEmpty ? nil : overrides
         var distiller: Distiller?
         if recipe == .usi && !noKd {
             distiller = try makeDistiller(embedded: embedded, classes: classes)

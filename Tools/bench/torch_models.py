@@ -10,23 +10,11 @@ after one warm-up, with the same minimum run counts and seconds as our harness.
 """
 import argparse
 import json
-import time
 
 import timm
 import torch
 
-
-def median_seconds(fn, min_runs, min_seconds):
-    fn()
-    times = []
-    while len(times) < min_runs or sum(times) < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 200:
-            break
-    times.sort()
-    return times[len(times) // 2]
+from torch_kernels import median_seconds  # same timing as the kernel table
 
 
 def measure(name, batch, train):
