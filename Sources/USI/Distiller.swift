@@ -1,11 +1,5 @@
 import CUSIKernels
 
-/// A model that can fold its BatchNorms into the preceding convolutions for inference.
-public protocol BatchNormFoldable {
-    /// Folds every BatchNorm into its convolution (eval-mode statistics); logits are unchanged.
-    func foldBatchNorms()
-}
-
 /// The USI teacher: frozen, in eval mode, BatchNorm folded where the model supports it, run
 /// without the tape on exactly the batch the student sees.
 ///

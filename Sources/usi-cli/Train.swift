@@ -69,7 +69,7 @@ struct Train: ParsableCommand {
         let student = try Models.create(model, classes: classes, inputChannels: channels, inputSize: size, seed: seed)
         if let initialWeights {
             let report = try student.load(SafeTensorsFile(contentsOf: URL(fileURLWithPath: initialWeights)), strict: false,
-                                          skippingMismatchedPrefixes: student.classifierPrefixes)
+                                          skippingMismatchedPrefixes: student.classifierKeyPrefixes)
             print("initial weights \(initialWeights): \(report)")
         }
 

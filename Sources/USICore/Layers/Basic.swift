@@ -8,14 +8,13 @@ public final class Identity: Module, UnaryLayer {
 
 /// Runs layers in order; children are named `0`, `1`, … as PyTorch's `nn.Sequential`.
 public final class Sequential: Module, UnaryLayer {
-    /// The layers, in order.
-    public let layers: [any UnaryLayer]
+    /// The layers, in order (keys `0`, `1`, … directly under the container's own).
+    @ModuleInfo(key: "") public private(set) var layers: [any UnaryLayer]
 
     /// Creates the container.
     public init(_ layers: [any UnaryLayer]) {
-        self.layers = layers
+        _layers.wrappedValue = layers
         super.init()
-        for (i, layer) in layers.enumerated() { register(String(i), layer) }
     }
 
     /// Applies every layer in turn.

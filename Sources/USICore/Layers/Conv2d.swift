@@ -2,9 +2,9 @@
 /// (`[out, kh, kw, in/groups]`) and exchanged with files as PyTorch's OIHW.
 public final class Conv2d: Module, UnaryLayer {
     /// `[out, kh, kw, in/groups]`.
-    public let weight: Tensor
+    @Parameter(layout: .convolutionWeight) public private(set) var weight: Tensor
     /// `[out]` or `nil`. Folding a BatchNorm adds one (see ``foldBatchNorm(_:)``).
-    public private(set) var bias: Tensor?
+    @Parameter public private(set) var bias: Tensor?
     /// Stride (height, width).
     public let stride: (Int, Int)
     /// Padding rule.
@@ -20,15 +20,13 @@ public final class Conv2d: Module, UnaryLayer {
         precondition(inputChannels % groups == 0 && outputChannels % groups == 0,
                      "Conv2d: channels \(inputChannels)→\(outputChannels) not divisible by groups \(groups)")
         let fanIn = inputChannels / groups * kernelSize.0 * kernelSize.1
-        weight = Initialization.pytorchDefault([outputChannels, kernelSize.0, kernelSize.1, inputChannels / groups], fanIn: fanIn)
+        _weight.wrappedValue = Initialization.pytorchDefault([outputChannels, kernelSize.0, kernelSize.1, inputChannels / groups], fanIn: fanIn)
         self.bias = bias ? Initialization.pytorchDefault([outputChannels], fanIn: fanIn) : nil
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
         super.init()
-        registerParameter("weight", weight, layout: .convolutionWeight)
-        if let b = self.bias { registerParameter("bias", b) }
     }
 
     /// Square-kernel convenience.
@@ -63,7 +61,6 @@ public final class Conv2d: Module, UnaryLayer {
         })
         if let bias { bias.assign(newBias) } else {
             bias = newBias
-            registerParameter("bias", newBias)
             if !weight.requiresGrad { newBias.requiresGrad = false }
         }
         norm.markFolded()

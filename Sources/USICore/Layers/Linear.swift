@@ -2,17 +2,15 @@
 /// `[outputFeatures, inputFeatures]` (PyTorch layout).
 public final class Linear: Module, UnaryLayer {
     /// `[out, in]`.
-    public let weight: Tensor
+    @Parameter public private(set) var weight: Tensor
     /// `[out]` or `nil`.
-    public let bias: Tensor?
+    @Parameter public private(set) var bias: Tensor?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true) {
         weight = Initialization.pytorchDefault([outputFeatures, inputFeatures], fanIn: inputFeatures)
         self.bias = bias ? Initialization.pytorchDefault([outputFeatures], fanIn: inputFeatures) : nil
         super.init()
-        registerParameter("weight", weight)
-        if let b = self.bias { registerParameter("bias", b) }
     }
 
     /// Input features.

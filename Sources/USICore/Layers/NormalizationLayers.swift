@@ -3,15 +3,15 @@
 /// `num_batches_tracked` under timm's names.
 public final class BatchNorm: Module, UnaryLayer {
     /// `[C]` scale.
-    public let weight: Tensor?
+    @Parameter public private(set) var weight: Tensor?
     /// `[C]` shift.
-    public let bias: Tensor?
+    @Parameter public private(set) var bias: Tensor?
     /// `[C]` running mean.
-    public let runningMean: Tensor
+    @Buffer(key: "running_mean") public private(set) var runningMean: Tensor
     /// `[C]` running (unbiased) variance.
-    public let runningVariance: Tensor
+    @Buffer(key: "running_var") public private(set) var runningVariance: Tensor
     /// Number of training batches seen (stored as I64 in files).
-    public let batchesTracked: Tensor
+    @Buffer(key: "num_batches_tracked", layout: .integerCounter) public private(set) var batchesTracked: Tensor
     /// Added to the variance.
     public let epsilon: Float
     /// Running-statistics momentum (PyTorch's convention: weight of the new batch).
@@ -23,19 +23,12 @@ public final class BatchNorm: Module, UnaryLayer {
     public init(_ featureCount: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
         weight = affine ? Tensor(shape: [featureCount], repeating: 1) : nil
         bias = affine ? Tensor(shape: [featureCount], repeating: 0) : nil
-        runningMean = Tensor(shape: [featureCount], repeating: 0)
-        runningVariance = Tensor(shape: [featureCount], repeating: 1)
-        batchesTracked = Tensor(shape: [], repeating: 0)
+        _runningMean.wrappedValue = Tensor(shape: [featureCount], repeating: 0)
+        _runningVariance.wrappedValue = Tensor(shape: [featureCount], repeating: 1)
+        _batchesTracked.wrappedValue = Tensor(shape: [], repeating: 0)
         self.epsilon = epsilon
         self.momentum = momentum
         super.init()
-        if let weight, let bias {
-            registerParameter("weight", weight)
-            registerParameter("bias", bias)
-        }
-        registerBuffer("running_mean", runningMean)
-        registerBuffer("running_var", runningVariance)
-        registerBuffer("num_batches_tracked", batchesTracked, layout: .integerCounter)
     }
 
     /// The number of channels.
@@ -65,9 +58,9 @@ public final class BatchNorm: Module, UnaryLayer {
 /// channels-last images).
 public final class LayerNorm: Module, UnaryLayer {
     /// `[C]` scale.
-    public let weight: Tensor?
+    @Parameter public private(set) var weight: Tensor?
     /// `[C]` shift.
-    public let bias: Tensor?
+    @Parameter public private(set) var bias: Tensor?
     /// Added to the variance.
     public let epsilon: Float
 
@@ -77,10 +70,6 @@ public final class LayerNorm: Module, UnaryLayer {
         bias = affine ? Tensor(shape: [featureCount], repeating: 0) : nil
         self.epsilon = epsilon
         super.init()
-        if let weight, let bias {
-            registerParameter("weight", weight)
-            registerParameter("bias", bias)
-        }
     }
 
     /// Normalises each row.

@@ -56,29 +56,60 @@ public struct BackboneConfig: Sendable, Codable, Hashable {
 }
 
 /// An image classifier the USI scheme can train: a ``Module`` with a ``BackboneConfig`` that
-/// maps `[N, H, W, C]` images to `[N, classes]` logits through features and a head.
+/// maps `[N, H, W, C]` images to `[N, classes]` logits.
 ///
-/// Your own type conforms by implementing ``forwardFeatures(_:)``, ``forwardHead(_:preLogits:)``
-/// and ``resetClassifier(classes:)``; see `Docs/CUSTOM_BACKBONE.md`.
+/// A conforming type needs only its configuration and its forward pass; its layers and tensors
+/// are found from its stored properties (see ``Module``):
+///
+/// ```swift
+/// final class TinyNet: Module, Backbone {
+///     let config = BackboneConfig(architecture: "tinynet", classes: 10, inputChannels: 1, inputSize: 28)
+///     let conv = Conv2d(inputChannels: 1, outputChannels: 16, kernelSize: 3, padding: .symmetric(1))
+///     let fc = Linear(inputFeatures: 16, outputFeatures: 10)
+///     func callAsFunction(_ x: Tensor) -> Tensor { fc(globalAvgPool2d(relu(conv(x)))) }
+/// }
+/// ```
+/// timm's extras are opt-in: ``HeadedBackbone`` (features, head, a replaceable classifier),
+/// ``BatchNormFoldable`` (a faster frozen teacher) and ``noWeightDecay``.
 public protocol Backbone: UnaryLayer {
     /// Architecture and data configuration.
     var config: BackboneConfig { get }
+    /// Parameter names excluded from weight decay besides 1-D tensors and biases (timm's
+    /// `no_weight_decay`, e.g. `cls_token`, `pos_embed`). Empty unless a backbone says otherwise.
+    var noWeightDecay: Set<String> { get }
+}
+
+extension Backbone {
+    /// No extra names.
+    public var noWeightDecay: Set<String> { [] }
+}
+
+/// A backbone split as timm's are: a trunk (`forward_features`), a head (`forward_head`), and
+/// a classifier that can be replaced for another class count (`reset_classifier`).
+public protocol HeadedBackbone: Backbone {
     /// The trunk: images `[N, H, W, C]` to unpooled features (e.g. `[N, h, w, C']` or tokens).
     func forwardFeatures(_ x: Tensor) -> Tensor
     /// Pooling and classifier; with `preLogits` the pooled features before the classifier.
     func forwardHead(_ features: Tensor, preLogits: Bool) -> Tensor
     /// Replaces the classifier with a freshly initialised one for `classes` outputs.
     func resetClassifier(classes: Int)
-    /// Parameter names excluded from weight decay besides 1-D tensors and biases (timm's
-    /// `no_weight_decay`, e.g. `cls_token`, `pos_embed`).
-    var noWeightDecay: Set<String> { get }
     /// Key prefixes of the classifier (skipped when loading weights with another class count).
     var classifierPrefixes: [String] { get }
 }
 
-extension Backbone {
+extension HeadedBackbone {
     /// Logits: `forwardHead(forwardFeatures(x), preLogits: false)`.
     public func callAsFunction(_ x: Tensor) -> Tensor { forwardHead(forwardFeatures(x), preLogits: false) }
-    /// No extra names by default.
-    public var noWeightDecay: Set<String> { [] }
+}
+
+extension Backbone {
+    /// The classifier's key prefixes when the backbone is a ``HeadedBackbone``, else none.
+    public var classifierKeyPrefixes: [String] { (self as? any HeadedBackbone)?.classifierPrefixes ?? [] }
+}
+
+/// A model that can fold its BatchNorms into the preceding convolutions for inference (the
+/// frozen teacher runs faster with the same logits).
+public protocol BatchNormFoldable {
+    /// Folds every BatchNorm into its convolution (eval-mode statistics); logits are unchanged.
+    func foldBatchNorms()
 }

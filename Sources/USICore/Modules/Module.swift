@@ -21,80 +21,83 @@ public struct NamedTensor {
 /// The base class of layers and models: owns parameters, buffers and child modules under
 /// PyTorch/timm names, and switches between training and evaluation.
 ///
-/// Registration is explicit — a subclass calls ``register(_:_:)``,
-/// ``registerParameter(_:_:layout:)`` and ``registerBuffer(_:_:layout:)`` in its initialiser —
-/// so collecting parameters walks a small list, never reflects over properties.
+/// Everything is declared once, where it is stored; the module finds it by reflection:
+/// - a stored property holding a `Module` (or an optional one, or an array of them) is a
+///   child under the property's name, or under the key of ``ModuleInfo`` when the name differs
+///   (arrays add `.0`, `.1`, … as PyTorch's `ModuleList`);
+/// - a tensor is a trainable ``Parameter``, a ``Buffer`` (running statistics), or a
+///   ``Constant`` that is neither trained nor saved. A stored `Tensor` with none of the three
+///   stops the program with its type and property name, so a weight cannot be silently left
+///   out of training and of the `state_dict`.
 ///
 /// ```swift
 /// final class Block: Module, UnaryLayer {
-///     let conv: Conv2d, norm: BatchNorm
+///     let conv: Conv2d
+///     @ModuleInfo(key: "bn") var norm: BatchNorm
+///     @Parameter var gamma: Tensor
 ///     init(channels: Int) {
 ///         conv = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: .symmetric(1))
 ///         norm = BatchNorm(channels)
-///         super.init()
-///         register("conv", conv)
-///         register("norm", norm)
+///         gamma = Tensor(shape: [channels], repeating: 1e-6)
 ///     }
-///     func callAsFunction(_ x: Tensor) -> Tensor { relu(norm(conv(x))) + x }
+///     func callAsFunction(_ x: Tensor) -> Tensor { relu(norm(conv(x))) * gamma + x }
 /// }
 /// ```
+/// Its `state_dict` keys are `conv.weight`, `conv.bias`, `bn.weight`, …, `gamma`.
 open class Module {
     /// `true` in training mode (batch statistics, dropout); see ``train(_:)``.
     public private(set) var isTraining = true
-    private var childModules: [(name: String, module: Module)] = []
-    private var ownParameters: [(name: String, tensor: Tensor, layout: FileLayout)] = []
-    private var ownBuffers: [(name: String, tensor: Tensor, layout: FileLayout)] = []
 
     /// Creates an empty module.
     public init() {}
 
-    /// Adds (or replaces) a child module under `name`.
+    // Transitional: explicit registrations, merged into the declared state (removed once the
+    // model zoo declares everything).
+    private var registered: [(key: String, value: DeclaredValue)] = []
+
+    /// Transitional explicit registration of a child module.
     public func register(_ name: String, _ module: Module) {
-        if let i = childModules.firstIndex(where: { $0.name == name }) {
-            childModules[i].module = module
-        } else {
-            childModules.append((name, module))
-        }
+        registered.removeAll { $0.key == name }
+        registered.append((name, .module(module)))
     }
 
-    /// Adds a trainable parameter under `name` (it is marked `requiresGrad`).
+    /// Transitional explicit registration of a parameter.
     public func registerParameter(_ name: String, _ tensor: Tensor, layout: FileLayout = .identical) {
         tensor.requiresGrad = true
-        ownParameters.removeAll { $0.name == name }
-        ownParameters.append((name, tensor, layout))
+        registered.removeAll { $0.key == name }
+        registered.append((name, .parameter(tensor, layout)))
     }
 
-    /// Adds a non-trainable buffer (running statistics, counters) under `name`.
+    /// Transitional explicit registration of a buffer.
     public func registerBuffer(_ name: String, _ tensor: Tensor, layout: FileLayout = .identical) {
-        ownBuffers.removeAll { $0.name == name }
-        ownBuffers.append((name, tensor, layout))
+        registered.removeAll { $0.key == name }
+        registered.append((name, .buffer(tensor, layout)))
     }
 
-    /// Direct children, in registration order.
-    public var children: [(name: String, module: Module)] { childModules }
+    /// Children that are not stored properties, for containers such as ``Sequential`` whose
+    /// keys are positions or names given at run time. Stored properties need no entry here.
+    open var containedModules: [(name: String, module: Module)] { [] }
+
+    /// Direct children: stored module properties in declaration order (a superclass's first),
+    /// then ``containedModules``.
+    public var children: [(name: String, module: Module)] {
+        declaredState().compactMap { if case let .module(module) = $0.value { ($0.key, module) } else { nil } }
+    }
 
     /// Every module in the tree with its dotted path (`""` for this one), parents first.
     public func namedModules(prefix: String = "") -> [(name: String, module: Module)] {
         var result = [(prefix, self)]
-        for (name, child) in childModules {
-            result += child.namedModules(prefix: prefix.isEmpty ? name : "\(prefix).\(name)")
+        for (name, child) in children {
+            result += child.namedModules(prefix: Module.join(prefix, name))
         }
         return result
     }
 
-    /// Every parameter in the tree under its dotted name, in registration order.
-    public func namedParameters() -> [NamedTensor] {
-        namedModules().flatMap { path, module in
-            module.ownParameters.map { NamedTensor(name: Module.join(path, $0.name), tensor: $0.tensor, layout: $0.layout) }
-        }
-    }
+    /// Every parameter in the tree under its dotted name, in declaration order.
+    public func namedParameters() -> [NamedTensor] { namedState(parameters: true) }
 
     /// Every buffer in the tree under its dotted name.
-    public func namedBuffers() -> [NamedTensor] {
-        namedModules().flatMap { path, module in
-            module.ownBuffers.map { NamedTensor(name: Module.join(path, $0.name), tensor: $0.tensor, layout: $0.layout) }
-        }
-    }
+    public func namedBuffers() -> [NamedTensor] { namedState(parameters: false) }
 
     /// Parameters then buffers: everything a `state_dict` holds.
     public func namedTensors() -> [NamedTensor] { namedParameters() + namedBuffers() }
@@ -120,6 +123,246 @@ open class Module {
     public func zeroGradients() { for p in namedParameters() { p.tensor.zeroGrad() } }
 
     static func join(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+
+    // MARK: - Discovery
+
+    private func namedState(parameters: Bool) -> [NamedTensor] {
+        namedModules().flatMap { path, module in
+            module.declaredState().compactMap { entry -> NamedTensor? in
+                switch entry.value {
+                case let .parameter(tensor, layout) where parameters,
+                     let .buffer(tensor, layout) where !parameters:
+                    NamedTensor(name: Module.join(path, entry.key), tensor: tensor, layout: layout)
+                default: nil
+                }
+            }
+        }
+    }
+
+    /// This module's own state and children, read from its stored properties.
+    ///
+    /// Reflection runs on every call, so a replaced child (a new classifier) or a tensor added
+    /// later (the bias a folded BatchNorm gives a convolution) is always seen; callers on a hot
+    /// path (the training step) collect what they need once.
+    func declaredState() -> [(key: String, value: DeclaredValue)] {
+        var entries: [(key: String, value: DeclaredValue)] = []
+        var mirrors: [Mirror] = []
+        var mirror: Mirror? = Mirror(reflecting: self)
+        while let m = mirror, m.subjectType != Module.self {
+            mirrors.append(m)
+            mirror = m.superclassMirror
+        }
+        for m in mirrors.reversed() {
+            for child in m.children {
+                guard let label = child.label else { continue }
+                collect(label: label, value: child.value, into: &entries)
+            }
+        }
+        for (name, module) in containedModules { entries.append((name, .module(module))) }
+        if !registered.isEmpty {
+            let explicit = Set(registered.map { $0.value.identity })
+            entries = entries.filter { !explicit.contains($0.value.identity) } + registered
+        }
+        return entries
+    }
+
+    private func collect(label: String, value: Any, into entries: inout [(key: String, value: DeclaredValue)]) {
+        if let slot = value as? any DeclaredSlot {
+            let key = slot.key ?? (label.hasPrefix("_") ? String(label.dropFirst()) : label)
+            entries += slot.declaredValues().map { (Module.join(key, $0.suffix), $0.value) }
+        } else if let module = value as? Module {
+            entries.append((label, .module(module)))
+        } else if let modules = value as? [Module] {
+            entries += modules.enumerated().map { (Module.join(label, String($0.offset)), .module($0.element)) }
+        } else if value is Tensor || value is Tensor? || value is [Tensor] {
+            if case .some(.none) = value as? Tensor? { return }  // an absent optional tensor
+            if !registered.isEmpty { return }  // transitional
+            preconditionFailure("""
+                \(type(of: self)).\(label) stores a Tensor that is not declared: mark it @Parameter (trained and \
+                saved), @Buffer (saved, not trained) or @Constant (neither)
+                """)
+        }
+    }
+}
+
+/// What a stored property contributes to its module.
+enum DeclaredValue {
+    case module(Module)
+    case parameter(Tensor, FileLayout)
+    case buffer(Tensor, FileLayout)
+
+    var identity: ObjectIdentifier {
+        switch self {
+        case let .module(m): ObjectIdentifier(m)
+        case let .parameter(t, _), let .buffer(t, _): ObjectIdentifier(t)
+        }
+    }
+}
+
+/// A property wrapper that contributes declared state under a key.
+protocol DeclaredSlot {
+    /// The state-dict key, or nil for the property's name.
+    var key: String? { get }
+    /// Entries relative to the key (`""` for the key itself, `"0"`, `"1"`, … for arrays).
+    func declaredValues() -> [(suffix: String, value: DeclaredValue)]
+}
+
+/// A value that a ``Parameter`` or ``Buffer`` can hold: a tensor or an optional tensor.
+public protocol TensorSlotValue {
+    /// The tensor, if there is one.
+    var slotTensor: Tensor? { get }
+}
+
+extension Tensor: TensorSlotValue {
+    /// The tensor itself.
+    public var slotTensor: Tensor? { self }
+}
+
+extension Optional: TensorSlotValue where Wrapped == Tensor {
+    /// The wrapped tensor, if any.
+    public var slotTensor: Tensor? { self }
+}
+
+/// A trainable tensor of a module, saved under its key (the property's name unless given).
+/// Assigning a tensor marks it `requiresGrad`.
+///
+/// ```swift
+/// @Parameter var bias: Tensor?
+/// @Parameter(key: "cls_token") var classToken: Tensor
+///
+/// init(…) {
+///     bias = Tensor(shape: [channels], repeating: 0)
+///     _classToken.wrappedValue = Tensor(shape: [1, 1, width], repeating: 0)  // a keyed one, as mlx-swift
+/// }
+/// ```
+/// A wrapper with arguments is created empty, so a designated initialiser sets it through
+/// `_name.wrappedValue` before `super.init()`; reading it before that stops the program.
+@propertyWrapper
+public struct Parameter<Value: TensorSlotValue>: DeclaredSlot {
+    /// The state-dict key (nil = the property's name).
+    public let key: String?
+    /// The layout at the file boundary.
+    public let layout: FileLayout
+    private var value: Value?
+
+    /// The tensor.
+    public var wrappedValue: Value {
+        get { if let value { return value }; unset(Self.self) }
+        set {
+            newValue.slotTensor?.requiresGrad = true
+            value = newValue
+        }
+    }
+
+    /// Declares the parameter with an initial value.
+    public init(wrappedValue: Value, key: String? = nil, layout: FileLayout = .identical) {
+        wrappedValue.slotTensor?.requiresGrad = true
+        self.value = wrappedValue
+        self.key = key
+        self.layout = layout
+    }
+
+    /// Declares the parameter; the initialiser sets it through `_name.wrappedValue`.
+    public init(key: String? = nil, layout: FileLayout = .identical) {
+        self.key = key
+        self.layout = layout
+    }
+
+    func declaredValues() -> [(suffix: String, value: DeclaredValue)] {
+        value?.slotTensor.map { [("", .parameter($0, layout))] } ?? []
+    }
+}
+
+/// A tensor a module saves but does not train (running statistics, counters), under its key.
+@propertyWrapper
+public struct Buffer<Value: TensorSlotValue>: DeclaredSlot {
+    /// The state-dict key (nil = the property's name).
+    public let key: String?
+    /// The layout at the file boundary.
+    public let layout: FileLayout
+    private var value: Value?
+
+    /// The tensor.
+    public var wrappedValue: Value {
+        get { if let value { return value }; unset(Self.self) }
+        set { value = newValue }
+    }
+
+    /// Declares the buffer with an initial value.
+    public init(wrappedValue: Value, key: String? = nil, layout: FileLayout = .identical) {
+        self.value = wrappedValue
+        self.key = key
+        self.layout = layout
+    }
+
+    /// Declares the buffer; the initialiser sets it through `_name.wrappedValue`.
+    public init(key: String? = nil, layout: FileLayout = .identical) {
+        self.key = key
+        self.layout = layout
+    }
+
+    func declaredValues() -> [(suffix: String, value: DeclaredValue)] {
+        value?.slotTensor.map { [("", .buffer($0, layout))] } ?? []
+    }
+}
+
+/// A tensor a module keeps that is neither trained nor saved: a fixed filter, a cached index.
+@propertyWrapper
+public struct Constant<Value> {
+    /// The value.
+    public var wrappedValue: Value
+
+    /// Declares the constant.
+    public init(wrappedValue: Value) { self.wrappedValue = wrappedValue }
+}
+
+/// A child module (or an optional one, or an array of them) saved under a key other than the
+/// property's name, e.g. timm's `drop_path` for a property `dropPath`. The key `""` puts an
+/// array's elements directly under the module (`0`, `1`, … as `nn.Sequential`).
+///
+/// ```swift
+/// @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
+/// @ModuleInfo(key: "blocks") var layers: [Block]   // blocks.0, blocks.1, …
+///
+/// init(…) {
+///     _layers.wrappedValue = (0..<depth).map { _ in Block() }
+///     dropPath = rate > 0 ? DropPath(probability: rate) : nil
+/// }
+/// ```
+@propertyWrapper
+public struct ModuleInfo<Value>: DeclaredSlot {
+    /// The state-dict key.
+    public let key: String?
+    private var value: Value?
+
+    /// The module(s).
+    public var wrappedValue: Value {
+        get { if let value { return value }; unset(Self.self) }
+        set { value = newValue }
+    }
+
+    /// Declares the child under `key` with an initial value.
+    public init(wrappedValue: Value, key: String) {
+        self.value = wrappedValue
+        self.key = key
+    }
+
+    /// Declares the child under `key`; the initialiser sets it through `_name.wrappedValue`.
+    public init(key: String) { self.key = key }
+
+    func declaredValues() -> [(suffix: String, value: DeclaredValue)] {
+        guard let value else { return [] }
+        if let module = value as? Module { return [("", .module(module))] }
+        if let modules = value as? [Module] {
+            return modules.enumerated().map { (String($0.offset), .module($0.element)) }
+        }
+        return []
+    }
+}
+
+/// Reading a declared property that its initialiser never set is a bug in the module.
+private func unset<W>(_ wrapper: W.Type) -> Never {
+    preconditionFailure("\(W.self) read before the module's initialiser set it (assign `_name.wrappedValue` before super.init())")
 }
 
 /// A module with one tensor in and one tensor out.

@@ -139,7 +139,7 @@ public final class ConvNeXtHead: Module {
 }
 
 /// timm's ConvNeXt: patch stem (4×4 stride-4 conv, LayerNorm), four stages, norm head.
-public final class ConvNeXt: Module, Backbone {
+public final class ConvNeXt: Module, HeadedBackbone {
     /// An architecture: the arguments of timm's model function.
     public struct Architecture: Sendable, Hashable {
         /// Blocks per stage.

@@ -252,7 +252,7 @@ public final class EdgeNeXtHead: Module {
 /// EdgeNeXt: a patchify stem (4×4 conv + LayerNorm), four stages of depthwise conv blocks
 /// ending in split-depthwise-transpose attention blocks, and a pool → LayerNorm → linear head.
 /// Parameter names, shapes and initialisation equal timm's.
-public final class EdgeNeXt: Module, Backbone {
+public final class EdgeNeXt: Module, HeadedBackbone {
     /// An architecture: the arguments of timm's `EdgeNeXt`.
     public struct Architecture: Sendable, Hashable {
         /// Stage widths.

@@ -4,7 +4,7 @@
 ///
 /// The `tf_` variants use TensorFlow "SAME" padding and BN epsilon 1e-3, so TF-trained weights
 /// give TF's outputs. Parameter names, shapes and initialisation equal timm's.
-public final class EfficientNet: Module, Backbone {
+public final class EfficientNet: Module, HeadedBackbone {
     /// An architecture: the arguments of timm's `_gen_efficientnet*`, at width and depth 1.0.
     public struct Architecture: Sendable, Hashable {
         /// timm's block strings per stage.

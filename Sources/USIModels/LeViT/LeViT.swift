@@ -276,7 +276,7 @@ final class LeViTStage: Module, UnaryLayer {
 ///
 /// The attention-bias tables depend on the token grid (input size / 16), so another input
 /// size changes the `attention_biases` shapes (as timm's `img_size` does).
-public final class LeViT: Module, Backbone {
+public final class LeViT: Module, HeadedBackbone {
     /// The shape hyper-parameters of a variant.
     public struct Architecture: Sendable, Hashable {
         /// Token width per stage.

@@ -90,7 +90,7 @@ public final class ResMLPBlock: Module, UnaryLayer {
 /// The token-mixing layers are as wide as the number of patches, so another input size
 /// changes their shapes: such a model trains from scratch but cannot load weights made for
 /// 224 px (timm behaves the same with `img_size`).
-public final class MlpMixer: Module, Backbone {
+public final class MlpMixer: Module, HeadedBackbone {
     /// Which block type the model stacks.
     public enum Kind: Sendable, Hashable {
         /// MLP-Mixer: LayerNorm, token MLP (0.5·C) and channel MLP (4·C).

@@ -5,7 +5,7 @@
 ///
 /// Parameter names, shapes and initialisation equal timm's, so a timm `state_dict` loads
 /// strictly and ours loads back into timm.
-public final class MobileNetV3: Module, Backbone {
+public final class MobileNetV3: Module, HeadedBackbone {
     /// An architecture: the arguments of timm's `_gen_mobilenet_v3`.
     public struct Architecture: Sendable, Hashable {
         /// timm's block strings per stage.

@@ -121,7 +121,7 @@ public final class ResNetBottleneck: Module, UnaryLayer {
 }
 
 /// timm's ResNet family: stem, four stages (`layer1`…`layer4`), global average pool and `fc`.
-public final class ResNet: Module, Backbone {
+public final class ResNet: Module, HeadedBackbone, BatchNormFoldable {
     /// Residual block type.
     public enum Block: Sendable, Hashable {
         /// ``ResNetBasicBlock`` (expansion 1).

@@ -237,7 +237,7 @@ public final class TResNetHead: Module {
 }
 
 /// timm's TResNet.
-public final class TResNet: Module, Backbone {
+public final class TResNet: Module, HeadedBackbone, BatchNormFoldable {
     /// An architecture: the arguments of timm's model function.
     public struct Architecture: Sendable, Hashable {
         /// Blocks per stage.

@@ -12,7 +12,7 @@ import USICore
 /// must have that size. Weights trained at another size load through
 /// ``loadResamplingPositionEmbedding(_:strict:skippingMismatchedPrefixes:)``, which resamples
 /// `pos_embed` as timm's `resample_abs_pos_embed` does.
-public final class VisionTransformer: Module, Backbone {
+public final class VisionTransformer: Module, HeadedBackbone {
     /// The shape hyper-parameters of a ViT variant.
     public struct Architecture: Sendable, Hashable {
         /// Patch size in pixels.
