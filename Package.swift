@@ -21,6 +21,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // `swift package generate-documentation --target USI` (the DocC catalog in Sources/USI).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,13 +42,15 @@ let package = Package(
         .target(name: "USICore", dependencies: ["CUSIKernels"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
-        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels"],
+        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels",
+                                            .product(name: "Logging", package: "swift-log")],
                 // The embedded default's teacher (resnet10t, Fashion-MNIST, F16; see README).
                 resources: [.copy("Resources/fashion-mnist-teacher.safetensors")]),
         .executableTarget(
             name: "usi-cli",
             dependencies: ["USI",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "USICoreTests", dependencies: ["USICore", "CUSIKernels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "USIDataTests", dependencies: ["USIData", "CZlib"], resources: [.copy("Fixtures")]),

@@ -10,22 +10,37 @@ import CUSIKernels
 public final class Distiller {
     /// The frozen teacher.
     public let teacher: any Backbone
+    /// The configuration of the students whose batches it sees (normalisation, channels, size).
+    public let studentConfig: BackboneConfig
 
-    /// Wraps `teacher`, freezing it and switching it to eval mode.
-    public init(teacher: any Backbone) {
+    /// Wraps `teacher` for students configured as `student`, freezing it, switching it to eval
+    /// mode and folding its BatchNorms. Throws when the student's images cannot be turned into
+    /// the teacher's input (channels other than 1 ↔ 3, or a class count that differs).
+    public init(teacher: any Backbone, student: BackboneConfig) throws {
+        let t = teacher.config
+        let adaptable = student.inputChannels == t.inputChannels || student.inputChannels == 1 || t.inputChannels == 1
+        guard adaptable else {
+            throw TrainingError.invalidConfiguration(
+                "the teacher \(t.architecture) takes \(t.inputChannels)-channel images and the student \(student.architecture) \(student.inputChannels)-channel ones; only equal counts, or grey to and from colour, can be adapted")
+        }
+        guard t.classes == student.classes else {
+            throw TrainingError.invalidConfiguration(
+                "the teacher \(t.architecture) predicts \(t.classes) classes and the student \(student.architecture) \(student.classes); fine-tune the teacher on your classes first")
+        }
         self.teacher = teacher
+        self.studentConfig = student
         teacher.eval()
         teacher.freeze()
         (teacher as? BatchNormFoldable)?.foldBatchNorms()
     }
 
-    /// The teacher's logits for a student batch `[N, H, W, C]` normalised with `studentConfig`.
-    public func logits(for studentInput: Tensor, studentConfig: BackboneConfig) -> Tensor {
-        withoutGradients { teacher(teacherInput(studentInput, studentConfig: studentConfig)) }
+    /// The teacher's logits for a student batch `[N, H, W, C]` (normalised as the student's).
+    public func logits(for studentInput: Tensor) -> Tensor {
+        withoutGradients { teacher(teacherInput(studentInput)) }
     }
 
     /// The student batch re-expressed in the teacher's normalisation, channels and size.
-    public func teacherInput(_ x: Tensor, studentConfig: BackboneConfig) -> Tensor {
+    public func teacherInput(_ x: Tensor) -> Tensor {
         withoutGradients {
             let t = teacher.config
             let studentChannels = x.shape[3]
@@ -35,10 +50,9 @@ public final class Distiller {
             if studentChannels != t.inputChannels {
                 if studentChannels == 1 {
                     pixels = concatenate(Array(repeating: pixels, count: t.inputChannels), axis: 3)
-                } else if t.inputChannels == 1 {
-                    pixels = pixels.mean(axes: [3], keepingAxes: true)
                 } else {
-                    preconditionFailure("teacher expects \(t.inputChannels) channels, student has \(studentChannels)")
+                    // init refused every other pair.
+                    pixels = pixels.mean(axes: [3], keepingAxes: true)
                 }
             }
             var normalised = (pixels - Tensor(shape: [t.inputChannels], values: t.mean))

@@ -81,9 +81,9 @@ struct RunOutput {
 
     /// Rewrites `report.html`.
     func writeReport(history: [EpochMetrics], teacherTop1: Double?, config: USIConfig, recipe: ResolvedRecipe,
-                     student: BackboneConfig, data: TrainingData, totalEpochs: Int) throws {
+                     student: BackboneConfig, teacher: BackboneConfig?, data: TrainingData, totalEpochs: Int) throws {
         let html = RunReportPage(history: history, teacherTop1: teacherTop1, config: config, recipe: recipe,
-                                 student: student, dataset: data.name, totalEpochs: totalEpochs).html()
+                                 student: student, teacher: teacher, dataset: data.name, totalEpochs: totalEpochs).html()
         try AtomicFile.write(Data(html.utf8), to: reportURL)
     }
 }

@@ -8,6 +8,7 @@ struct RunReportPage {
     let config: USIConfig
     let recipe: ResolvedRecipe
     let student: BackboneConfig
+    let teacher: BackboneConfig?
     let dataset: String
     let totalEpochs: Int
 
@@ -43,7 +44,7 @@ struct RunReportPage {
         .summary b { font-size: 1.2em; }
         </style></head><body>
         <h1>\(escape(student.architecture)) on \(escape(dataset))</h1>
-        <p class="summary">Recipe <b>\(config.recipe.rawValue)</b>\(config.usesTeacher ? " with knowledge distillation" : ""),
+        <p class="summary">Recipe <b>\(config.recipe.rawValue)</b>\(teacher.map { " with knowledge distillation from \(escape($0.architecture))" } ?? " without a teacher"),
         \(history.count) of \(totalEpochs) epochs, batch \(config.batchSize), \(student.inputSize)×\(student.inputSize) px.
         Best top-1 <b>\(f(best))%</b>\(teacherTop1.map { "; teacher top-1 \(f($0))%" } ?? "").
         Time \(f(totalSeconds / 60, 1)) min.</p>

@@ -9,10 +9,13 @@ enum TrainingCheckpoint {
     struct State {
         var epoch: Int
         var config: USIConfig
+        /// The teacher's architecture (nil: trained without one); `.none` for a checkpoint
+        /// written before the field existed.
+        var teacher: String??
     }
 
     static func encode(student: any Backbone, optimizer: AdamW, ema: ExponentialMovingAverage?, epoch: Int,
-                       config: USIConfig, classNames: [String]) throws -> Data {
+                       config: USIConfig, classNames: [String], teacher: String?) throws -> Data {
         var records: [String: SafeTensorsRecord] = [:]
         for (key, record) in student.stateDict() { records["model." + key] = record }
         records.merge(optimizer.exportState().safeTensorsRecords(prefix: "optimizer."), uniquingKeysWith: { a, _ in a })
@@ -28,6 +31,7 @@ enum TrainingCheckpoint {
             "architecture": student.config.architecture,
             "config": String(decoding: try encoder.encode(config), as: UTF8.self),
             "class_names": String(decoding: try encoder.encode(classNames), as: UTF8.self),
+            "teacher": teacher ?? "",
         ]
         return try SafeTensors.encode(records, metadata: metadata)
     }
@@ -48,6 +52,7 @@ enum TrainingCheckpoint {
             for name in file.names where name.hasPrefix("ema.") { averages[String(name.dropFirst(4))] = try file.tensor(name) }
             try ema.importState(averages, stepCount: Int(file.metadata["ema_steps"] ?? "0") ?? 0)
         }
-        return State(epoch: epoch, config: config)
+        let teacher: String?? = file.metadata["teacher"].map { $0.isEmpty ? nil : $0 }
+        return State(epoch: epoch, config: config, teacher: teacher)
     }
 }

@@ -2,14 +2,19 @@ import Foundation
 
 /// The training recipe. ``usi(epochs:batchSize:)`` is the USI scheme and
 /// ``plain(epochs:batchSize:)`` the baseline it is compared with; only the number of epochs and
-/// the batch size are free. Everything else is fixed, or follows from the run's length by the
-/// scaling rule of ``resolved(trainingSamples:imageSize:)`` (see `Docs/DECISIONS.md`).
+/// the batch size are free. Everything else is fixed here, or follows from the run's length by
+/// the scaling rule of ``resolved(trainingSamples:imageSize:)``; `Recipe.swift` holds that rule
+/// and assembles the run's transforms, sampler, mixing, optimiser, EMA and schedule from it.
+///
+/// Whether a teacher is used is not part of the configuration: it follows from whether the
+/// trainer is given a ``Distiller``.
 public struct USIConfig: Codable, Sendable, Hashable {
     /// Which recipe.
     public enum Recipe: String, Codable, Sendable, CaseIterable {
-        /// Knowledge distillation, strong augmentation, mixing, repeated augmentation, EMA.
+        /// Strong augmentation, mixing, repeated augmentation, EMA (and distillation when a
+        /// teacher is given).
         case usi
-        /// Cross-entropy, light augmentation (padded random crop + flip), no mixing, no EMA.
+        /// Light augmentation (padded random crop + flip), no mixing, no EMA.
         case plain
     }
 
@@ -31,142 +36,106 @@ public struct USIConfig: Codable, Sendable, Hashable {
     public var distillationWeight: Double = 5
     /// Use only the KL term (no cross-entropy on the mixed labels).
     public var distillationOnly = false
-    /// Whether a teacher is used (the CLI's `--no-kd` turns it off).
-    public var usesTeacher: Bool
     /// Seed of every random choice (initialisation, sampling, augmentation).
     public var seed: UInt64 = 0
     /// Data-loading threads.
     public var workers: Int = 2
-    /// Overrides the run-length knob r (research only: for studying the scaling rule; nil =
-    /// derived from `epochs`).
-    public var runScaleOverride: Double?
-    /// Research only: replaces resolved settings by name (`cropScaleFloor`, `randAugmentMagnitude`,
-    /// `mixingProbability`, `repeatedAugmentations`, `paddedCropFraction`, `warmupEpochs`,
-    /// `cooldownEpochs`, `emaTimeConstant` in steps, 0 = no EMA) for studying the scaling rule.
-    public var researchOverrides: [String: Double]?
+    /// Research only: replaces settings of the scaling rule, for studying it (nil = none).
+    public var research: ResearchOverrides?
 
     /// The USI scheme: the paper's constants at ImageNet scale (300 epochs), scaled for shorter runs.
     public static func usi(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
-        USIConfig(recipe: .usi, epochs: epochs, batchSize: batchSize, usesTeacher: true)
+        USIConfig(recipe: .usi, epochs: epochs, batchSize: batchSize)
     }
 
-    /// The baseline: cross-entropy, padded random crop + flip, AdamW with the same schedule,
-    /// no mixing, no EMA, no teacher.
+    /// The baseline: padded random crop + flip, AdamW with the same schedule, no mixing, no EMA.
+    /// It is compared with USI without a teacher.
     public static func plain(epochs: Int = 300, batchSize: Int = 128) -> USIConfig {
-        USIConfig(recipe: .plain, epochs: epochs, batchSize: batchSize, usesTeacher: false)
+        USIConfig(recipe: .plain, epochs: epochs, batchSize: batchSize)
     }
 
     /// Checks the free knobs.
     public func validate() throws {
         guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be >= 1, got \(epochs)") }
+        guard epochs <= 100_000 else { throw TrainingError.invalidConfiguration("epochs must be <= 100000, got \(epochs)") }
         guard batchSize >= 2 else { throw TrainingError.invalidConfiguration("batch size must be >= 2, got \(batchSize)") }
-        guard workers >= 1 else { throw TrainingError.invalidConfiguration("workers must be >= 1, got \(workers)") }
-        if let r = runScaleOverride, !(r > 0 && r <= 1) {
-            throw TrainingError.invalidConfiguration("run scale must be in (0, 1], got \(r)")
+        guard batchSize <= 65_536 else { throw TrainingError.invalidConfiguration("batch size must be <= 65536, got \(batchSize)") }
+        guard workers >= 1 && workers <= 256 else {
+            throw TrainingError.invalidConfiguration("workers must be in 1…256, got \(workers)")
         }
-        if let unknown = researchOverrides?.keys.first(where: { ResearchSetting(rawValue: $0) == nil }) {
-            let known = ResearchSetting.allCases.map(\.rawValue).joined(separator: ", ")
-            throw TrainingError.invalidConfiguration("unknown override \(unknown); known: \(known)")
-        }
-    }
-
-    /// The run-length knob r = min(1, √(epochs / 300)): 1 at the paper's 300 epochs.
-    public var runScale: Double { runScaleOverride ?? min(1, (Double(epochs) / 300).squareRoot()) }
-
-    /// The augmentation knob a = min(r, side / 224): the run-length knob, capped by the input's
-    /// side relative to the paper's 224 px. A crop that keeps 8 % of a 224-px image still has
-    /// 63-px sides; the same crop of a 32-px image keeps 9 px, so small images take the paper's
-    /// augmentation only in proportion to their side, however long the run.
-    public func augmentationScale(imageSize: Int) -> Double {
-        min(runScale, Double(imageSize) / 224)
-    }
-
-    /// Concrete settings for a run over `trainingSamples` images of side `imageSize` (the
-    /// student's input) — the scaling rule, with r = ``runScale`` and
-    /// a = ``augmentationScale(imageSize:)``:
-    ///
-    /// | setting | value | at 300 epochs, 224 px |
-    /// |---|---|---|
-    /// | RandomResizedCrop scale floor | 1 − 0.92·a | 0.08 |
-    /// | RandAugment magnitude | round(7·a) (off at 0) | 7 |
-    /// | Mixup/CutMix probability | a | 1 |
-    /// | repeated augmentation | 1 + round(2·a²) views | 3 |
-    /// | warmup epochs | round(5·r) | 5 |
-    /// | cooldown epochs | round(10 · epochs/300): the same share of the run | 10 |
-    /// | EMA time constant | min(25 000, total steps / 15) steps | 0.99996 at ImageNet's ~375k steps |
-    ///
-    /// The plain recipe shares the schedule and uses none of the rest.
-    public func resolved(trainingSamples: Int, imageSize: Int) -> ResolvedRecipe {
-        let r = runScale
-        let a = augmentationScale(imageSize: imageSize)
-        let usi = recipe == .usi
-        let repeats = usi ? 1 + Int((2 * a * a).rounded()) : 1
-        let stepsPerEpoch = max(1, trainingSamples / batchSize)  // RA keeps the epoch length (timm)
-        let totalSteps = stepsPerEpoch * epochs
-        let timeConstant = min(25_000, Double(totalSteps) / 15)
-        var resolved = ResolvedRecipe(
-            runScale: r,
-            augmentationScale: usi ? a : 0,
-            cropScaleFloor: usi ? 1 - 0.92 * a : 1,
-            randAugmentMagnitude: usi ? Int((7 * a).rounded()) : 0,
-            mixingProbability: usi ? a : 0,
-            repeatedAugmentations: repeats,
-            paddedCropFraction: usi ? 0 : 0.125,
-            warmupEpochs: (5 * r).rounded(),
-            cooldownEpochs: Int((10 * Double(epochs) / 300).rounded()),
-            stepsPerEpoch: stepsPerEpoch,
-            emaDecay: usi ? 1 - 1 / max(timeConstant, 1) : nil)
-        applyResearchOverrides(to: &resolved)
-        return resolved
-    }
-
-    /// The resolved settings that ``researchOverrides`` may replace, by name.
-    private enum ResearchSetting: String, CaseIterable {
-        case cropScaleFloor, randAugmentMagnitude, mixingProbability, repeatedAugmentations, paddedCropFraction,
-             warmupEpochs, cooldownEpochs, emaTimeConstant
-    }
-
-    private func applyResearchOverrides(to recipe: inout ResolvedRecipe) {
-        for (key, value) in researchOverrides ?? [:] {
-            switch ResearchSetting(rawValue: key) {
-            case .cropScaleFloor: recipe.cropScaleFloor = value
-            case .randAugmentMagnitude: recipe.randAugmentMagnitude = Int(value)
-            case .mixingProbability: recipe.mixingProbability = value
-            case .repeatedAugmentations: recipe.repeatedAugmentations = Int(value)
-            case .paddedCropFraction: recipe.paddedCropFraction = value
-            case .warmupEpochs: recipe.warmupEpochs = value
-            case .cooldownEpochs: recipe.cooldownEpochs = Int(value)
-            case .emaTimeConstant: recipe.emaDecay = value > 0 ? 1 - 1 / value : nil
-            case nil: break  // refused by validate()
-            }
-        }
+        try research?.validate()
     }
 }
 
-/// A recipe's concrete values for one run (logged in `config.json`).
-public struct ResolvedRecipe: Codable, Sendable, Hashable {
-    /// r = min(1, √(epochs/300)).
-    public var runScale: Double
-    /// a = min(r, side/224) (0 for the plain recipe).
-    public var augmentationScale: Double
-    /// Lower bound of RandomResizedCrop's area fraction (1 = no random resized crop).
-    public var cropScaleFloor: Double
-    /// RandAugment magnitude (0 = off); std 0.5, 2 ops, increasing variants.
-    public var randAugmentMagnitude: Int
-    /// Probability that a batch is mixed (Mixup α 0.8 or CutMix α 1.0, switch 0.5).
-    public var mixingProbability: Double
-    /// Views per image in an epoch (repeated augmentation).
-    public var repeatedAugmentations: Int
-    /// Padding of the plain recipe's random crop, as a fraction of the image side (0 = off).
-    public var paddedCropFraction: Double
-    /// Linear warmup length.
-    public var warmupEpochs: Double
-    /// Epochs at the minimum learning rate after the cosine.
-    public var cooldownEpochs: Int
-    /// Optimiser steps per epoch.
-    public var stepsPerEpoch: Int
-    /// EMA decay per step (nil = no EMA).
-    public var emaDecay: Double?
+/// Research-only replacements of the scaling rule's settings, for studying it; each nil field
+/// keeps the rule's value. Not part of the USI recipe.
+public struct ResearchOverrides: Codable, Sendable, Hashable {
+    /// The run-length knob r in (0, 1] instead of √(epochs/300).
+    public var runScale: Double?
+    /// RandomResizedCrop's scale floor.
+    public var cropScaleFloor: Double?
+    /// RandAugment magnitude (0 = off).
+    public var randAugmentMagnitude: Int?
+    /// Probability that a batch is mixed.
+    public var mixingProbability: Double?
+    /// Views per image per epoch.
+    public var repeatedAugmentations: Int?
+    /// The plain recipe's padded crop, as a fraction of the side (0 = off).
+    public var paddedCropFraction: Double?
+    /// Warmup epochs.
+    public var warmupEpochs: Double?
+    /// Cooldown epochs.
+    public var cooldownEpochs: Int?
+    /// EMA time constant in steps (0 = no EMA).
+    public var emaTimeConstant: Double?
+
+    /// No overrides.
+    public init() {}
+
+    /// The names ``set(_:to:)`` accepts.
+    public static let names = ["runScale", "cropScaleFloor", "randAugmentMagnitude", "mixingProbability",
+                               "repeatedAugmentations", "paddedCropFraction", "warmupEpochs", "cooldownEpochs",
+                               "emaTimeConstant"]
+
+    /// Sets the field called `name` (a command line's `NAME=VALUE`).
+    public mutating func set(_ name: String, to value: Double) throws {
+        guard value.isFinite else { throw TrainingError.invalidConfiguration("override \(name) must be finite") }
+        func whole() throws -> Int {
+            guard value == value.rounded(), abs(value) < 1e6 else {
+                throw TrainingError.invalidConfiguration("override \(name) must be a whole number, got \(value)")
+            }
+            return Int(value)
+        }
+        switch name {
+        case "runScale": runScale = value
+        case "cropScaleFloor": cropScaleFloor = value
+        case "randAugmentMagnitude": randAugmentMagnitude = try whole()
+        case "mixingProbability": mixingProbability = value
+        case "repeatedAugmentations": repeatedAugmentations = try whole()
+        case "paddedCropFraction": paddedCropFraction = value
+        case "warmupEpochs": warmupEpochs = value
+        case "cooldownEpochs": cooldownEpochs = try whole()
+        case "emaTimeConstant": emaTimeConstant = value
+        default:
+            throw TrainingError.invalidConfiguration("unknown override \(name); known: \(Self.names.joined(separator: ", "))")
+        }
+    }
+
+    /// Checks the ranges.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws {
+            if !ok { throw TrainingError.invalidConfiguration("research override: \(message)") }
+        }
+        if let r = runScale { try check(r > 0 && r <= 1, "run scale must be in (0, 1], got \(r)") }
+        if let v = cropScaleFloor { try check(v > 0 && v <= 1, "cropScaleFloor must be in (0, 1], got \(v)") }
+        if let v = randAugmentMagnitude { try check((0...30).contains(v), "randAugmentMagnitude must be in 0…30, got \(v)") }
+        if let v = mixingProbability { try check((0...1).contains(v), "mixingProbability must be in [0, 1], got \(v)") }
+        if let v = repeatedAugmentations { try check((1...16).contains(v), "repeatedAugmentations must be in 1…16, got \(v)") }
+        if let v = paddedCropFraction { try check((0...0.5).contains(v), "paddedCropFraction must be in [0, 0.5], got \(v)") }
+        if let v = warmupEpochs { try check(v >= 0, "warmupEpochs must be >= 0, got \(v)") }
+        if let v = cooldownEpochs { try check(v >= 0, "cooldownEpochs must be >= 0, got \(v)") }
+        if let v = emaTimeConstant { try check(v == 0 || v >= 1, "emaTimeConstant must be 0 or >= 1, got \(v)") }
+    }
 }
 
 /// Why training stopped early or could not start.

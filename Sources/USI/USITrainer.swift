@@ -1,28 +1,33 @@
 import Foundation
+import Logging
 import Synchronization
 
-/// Trains a student backbone with the USI scheme (or the plain baseline):
-/// epochs of sample → augment → mix → teacher → student → loss → backward → AdamW → EMA,
-/// validating model and EMA after every epoch, keeping the better, checkpointing atomically.
+/// Trains a student backbone with the USI scheme (or the plain baseline): epochs of
+/// ``TrainingStep``s over the recipe's loader, validating model and EMA after every epoch,
+/// keeping the better, checkpointing atomically. The step is the scheme; this class is the
+/// policy around it (when to evaluate, what to save, how to resume).
 ///
 /// ```swift
 /// let student = try Models.create("mobilenetv3_small_050", classes: 10, inputChannels: 1, inputSize: 32)
-/// let trainer = try USITrainer(student: student, distiller: Distiller(teacher: teacher),
+/// let trainer = try USITrainer(student: student, distiller: Distiller(teacher: teacher, student: student.config),
 ///                              data: .fashionMNIST(), config: .usi(epochs: 5, batchSize: 128),
 ///                              outputDirectory: URL(fileURLWithPath: "runs/demo"))
 /// let report = try trainer.fit()
 /// ```
+/// A teacher is used exactly when a distiller is given.
 public final class USITrainer: @unchecked Sendable {
     /// The model being trained.
-    public let student: any Backbone
+    public var student: any Backbone { step.student }
     /// The teacher, or nil for no distillation.
-    public let distiller: Distiller?
+    public var distiller: Distiller? { step.distiller }
     /// Training and validation data.
     public let data: TrainingData
     /// The recipe.
-    public let config: USIConfig
+    public var config: USIConfig { step.config }
     /// The recipe's values for this run.
-    public let recipe: ResolvedRecipe
+    public var recipe: ResolvedRecipe { step.recipe }
+    /// The training step (optimiser, EMA, schedule) this trainer repeats.
+    public let step: TrainingStep
     /// Where `config.json`, `metrics.jsonl`, checkpoints, `best.safetensors` and `report.html`
     /// go (nil = keep nothing on disk).
     public let outputDirectory: URL?
@@ -31,30 +36,29 @@ public final class USITrainer: @unchecked Sendable {
     /// Steps between the interval lines of `metrics.jsonl` (the last step of an epoch always
     /// gets one).
     public var logInterval = 50
+    /// Where the trainer logs (epoch summaries at `info`, problems at `warning` and above).
+    public var logger = Logger(label: "usi.trainer")
 
     private let cancelled = Atomic<Bool>(false)
-    private let schedule: CosineLearningRateSchedule
 
-    /// Prepares a run; throws for an invalid configuration or data that does not fit the model.
+    /// Prepares a run; throws for an invalid configuration, data that does not fit the model,
+    /// or a distiller made for another student.
     public init(student: any Backbone, distiller: Distiller?, data: TrainingData, config: USIConfig,
                 outputDirectory: URL? = nil) throws {
         try config.validate()
         guard student.config.classes == data.classNames.count else {
             throw TrainingError.invalidData("the model has \(student.config.classes) classes, the data \(data.classNames.count)")
         }
-        if let distiller, distiller.teacher.config.classes != data.classNames.count {
-            throw TrainingError.invalidData("the teacher has \(distiller.teacher.config.classes) classes, the data \(data.classNames.count)")
+        // The loader drops the last partial batch (as timm's), so a batch larger than the
+        // training set would train zero steps.
+        guard config.batchSize <= data.train.count else {
+            throw TrainingError.invalidConfiguration(
+                "the batch size \(config.batchSize) is larger than the training set (\(data.train.count) images); use --batch-size \(max(2, data.train.count)) or less")
         }
-        self.student = student
-        self.distiller = config.usesTeacher ? distiller : nil
         self.data = data
-        self.config = config
-        self.recipe = config.resolved(trainingSamples: data.train.count, imageSize: student.config.inputSize)
         self.outputDirectory = outputDirectory
-        schedule = CosineLearningRateSchedule(
-            baseLearningRate: config.learningRate, epochs: config.epochs, warmupEpochs: Int(recipe.warmupEpochs.rounded()),
-            warmupLearningRate: config.warmupLearningRate, minimumLearningRate: config.minimumLearningRate,
-            cooldownEpochs: recipe.cooldownEpochs)
+        step = try TrainingStep(student: student, distiller: distiller, config: config,
+                                recipe: config.resolved(trainingSamples: data.train.count, imageSize: student.config.inputSize))
     }
 
     /// Asks a running ``fit(resume:)`` to stop after the current step (it throws
@@ -62,7 +66,7 @@ public final class USITrainer: @unchecked Sendable {
     public func cancel() { cancelled.store(true, ordering: .relaxed) }
 
     /// Epochs including cooldown.
-    public var totalEpochs: Int { schedule.totalEpochs }
+    public var totalEpochs: Int { step.totalEpochs }
 
     /// The events of a run as an `AsyncStream`; start ``fit(resume:)`` after subscribing.
     public func events() -> AsyncStream<TrainingEvent> {
@@ -85,23 +89,22 @@ public final class USITrainer: @unchecked Sendable {
         cancelled.store(false, ordering: .relaxed)
         let output = try outputDirectory.map { try RunOutput(directory: $0) }
         let studentConfig = student.config
-        let loader = try makeTrainingLoader()
-        let optimizer = AdamW(parameters: student.namedParameters().map { ($0.name, $0.tensor) },
-                              learningRate: Float(config.learningRate), weightDecay: Float(config.weightDecay),
-                              noWeightDecay: student.noWeightDecay)
-        let ema = recipe.emaDecay.map {
-            ExponentialMovingAverage(student.namedTensors(), decay: $0, warmup: ExponentialMovingAverage.Warmup())
-        }
+        let stepsPerEpoch = recipe.stepsPerEpoch
+        let loader = try recipe.makeTrainingLoader(data: data.train, student: studentConfig, config: config)
         var history: [EpochMetrics] = []
         var startEpoch = 0
         var best = (top1: -1.0, top5: 0.0, epoch: -1, isEMA: false)
         if resume {
             guard let output, let state = try TrainingCheckpoint.load(from: output.checkpoints.lastURL, student: student,
-                                                                         optimizer: optimizer, ema: ema) else {
+                                                                         optimizer: step.optimizer, ema: step.ema) else {
                 throw TrainingError.invalidConfiguration("--resume: no checkpoint in \(outputDirectory?.path ?? "(no output directory)")")
             }
             guard state.config == config else {
                 throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
+            }
+            if case let .some(teacher) = state.teacher, teacher != distiller?.teacher.config.architecture {
+                throw TrainingError.invalidConfiguration(
+                    "--resume: the checkpoint was trained \(teacher.map { "with the teacher \($0)" } ?? "without a teacher"), this run \(distiller.map { "has the teacher \($0.teacher.config.architecture)" } ?? "has none")")
             }
             startEpoch = state.epoch + 1
             try output.truncateMetrics(after: state.epoch)
@@ -110,19 +113,20 @@ public final class USITrainer: @unchecked Sendable {
                 let emaBetter = (b.top1EMA ?? -1) > b.top1
                 best = (emaBetter ? b.top1EMA! : b.top1, emaBetter ? b.top5EMA! : b.top5, b.epoch, emaBetter)
             }
+            logger.info("resuming after epoch \(state.epoch)", metadata: ["directory": "\(output.directory.path)"])
         } else if let output {
             try output.start(config: config, recipe: recipe, student: studentConfig, teacher: distiller?.teacher.config,
                              data: data)
         }
-        student.train()
-        emit(.started(epoch: startEpoch, totalEpochs: totalEpochs, stepsPerEpoch: recipe.stepsPerEpoch, recipe: recipe))
+        emit(.started(epoch: startEpoch, totalEpochs: totalEpochs, stepsPerEpoch: stepsPerEpoch, recipe: recipe))
         var teacherTop1: Double?
         if let distiller {
             let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
                                                 cropFraction: data.evaluationCropFraction) { x in
-                distiller.logits(for: x, studentConfig: studentConfig)
+                distiller.logits(for: x)
             }
             teacherTop1 = result.top1
+            logger.info("teacher \(distiller.teacher.config.architecture): top-1 \(String(format: "%.2f", result.top1)) %")
             emit(.teacherEvaluated(result))
         }
         student.train()
@@ -135,44 +139,31 @@ public final class USITrainer: @unchecked Sendable {
             var stepInEpoch = 0
             while let batch = try batches.next() {
                 if cancelled.load(ordering: .relaxed) { throw TrainingError.cancelled }
-                let globalStep = epoch * recipe.stepsPerEpoch + stepInEpoch
-                lr = schedule.learningRate(step: globalStep, stepsPerEpoch: recipe.stepsPerEpoch)
-                optimizer.learningRate = Float(lr)
-                let x = batch.tensor(), targets = batch.targetTensor()
-                let teacherLogits = distiller?.logits(for: x, studentConfig: studentConfig)
-                // Dropout and drop-path masks are a function of (seed, step, layer): resume-exact.
-                student.reseedStochasticLayers(seed: config.seed, step: globalStep)
-                let logits = student(x)
-                let loss = teacherLogits.map {
-                    Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,
-                                   weight: Float(config.distillationWeight), distillationOnly: config.distillationOnly)
-                } ?? crossEntropy(logits, softTargets: targets)
-                let value = Double(loss.item)
-                guard value.isFinite else {
-                    GradientTape.current.reset()
-                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: stepInEpoch,
-                                                      lastCheckpoint: output.flatMap { FileManager.default.fileExists(atPath: $0.checkpoints.lastURL.path) ? $0.checkpoints.lastURL.path : nil })
+                let result: TrainingStepResult
+                do {
+                    result = try step(batch, step: epoch * stepsPerEpoch + stepInEpoch)
+                } catch TrainingError.nonFiniteLoss {
+                    let checkpoint = output.map(\.checkpoints.lastURL.path).flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+                    logger.error("loss became NaN/Inf at epoch \(epoch), step \(stepInEpoch)")
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: stepInEpoch, lastCheckpoint: checkpoint)
                 }
-                loss.backward()
-                optimizer.step()
-                optimizer.zeroGradients()
-                ema?.update(step: globalStep + 1)
                 stepInEpoch += 1
-                lossSum += value; lossCount += 1; images += batch.count
+                lr = result.learningRate
+                lossSum += result.loss; lossCount += 1; images += result.images
                 let elapsed = seconds(since: epochStart)
                 let imagesPerSecond = Double(images) / max(elapsed, 1e-9)
-                if let output, stepInEpoch % max(1, logInterval) == 0 || stepInEpoch == recipe.stepsPerEpoch {
-                    try output.append(IntervalMetrics(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch,
-                                                      loss: value, lossAverage: lossSum / Double(lossCount), lr: lr,
+                if let output, stepInEpoch % max(1, logInterval) == 0 || stepInEpoch == stepsPerEpoch {
+                    try output.append(IntervalMetrics(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch,
+                                                      loss: result.loss, lossAverage: lossSum / Double(lossCount), lr: lr,
                                                       imagesPerSecond: imagesPerSecond))
                 }
-                emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: recipe.stepsPerEpoch, loss: value,
+                emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch, loss: result.loss,
                                         learningRate: lr, imagesPerSecond: imagesPerSecond, elapsedSeconds: elapsed)))
             }
             let trainSeconds = seconds(since: epochStart)
             let modelResult = try evaluate()
             var emaResult: EvaluationResult?
-            if let ema {
+            if let ema = step.ema {
                 emaResult = try withWeights(of: ema) { try evaluate() }
             }
             student.train()
@@ -186,12 +177,13 @@ public final class USITrainer: @unchecked Sendable {
                                        imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1)
             history.append(metrics)
             if let output {
-                let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: optimizer, ema: ema, epoch: epoch,
-                                                               config: config, classNames: data.classNames)
+                let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
+                                                               epoch: epoch, config: config, classNames: data.classNames,
+                                                               teacher: distiller?.teacher.config.architecture)
                 try output.checkpoints.save(checkpoint, epoch: epoch, metric: epochBest.top1)
                 if improved {
-                    let metadata = weightsMetadata(top1: epochBest.top1, epoch: epoch, isEMA: emaBetter)
-                    if emaBetter, let ema {
+                    let metadata = weightsMetadata(top1: epochBest.top1, epoch: epoch, isEMA: emaBetter).dictionary
+                    if emaBetter, let ema = step.ema {
                         try withWeights(of: ema) { try student.save(to: output.bestWeightsURL, metadata: metadata) }
                     } else {
                         try student.save(to: output.bestWeightsURL, metadata: metadata)
@@ -199,8 +191,10 @@ public final class USITrainer: @unchecked Sendable {
                 }
                 try output.append(metrics)
                 try output.writeReport(history: history, teacherTop1: teacherTop1, config: config, recipe: recipe,
-                                       student: studentConfig, data: data, totalEpochs: totalEpochs)
+                                       student: studentConfig, teacher: distiller?.teacher.config, data: data,
+                                       totalEpochs: totalEpochs)
             }
+            logger.info("epoch \(epoch): top-1 \(String(format: "%.2f", modelResult.top1)) %, best \(String(format: "%.2f", best.top1)) %")
             emit(.epochFinished(metrics))
         }
         let report = TrainingReport(bestTop1: best.top1, bestTop5: best.top5, bestEpoch: best.epoch, bestIsEMA: best.isEMA,
@@ -231,36 +225,13 @@ public final class USITrainer: @unchecked Sendable {
         return try body()
     }
 
-    private func weightsMetadata(top1: Double, epoch: Int, isEMA: Bool) -> [String: String] {
-        let c = student.config
-        return ["architecture": c.architecture, "classes": String(c.classes), "in_chans": String(c.inputChannels),
-                "input_size": String(c.inputSize), "top1": String(format: "%.2f", top1), "epoch": String(epoch),
-                "weights": isEMA ? "ema" : "model", "dataset": data.name,
-                "class_names": String(decoding: (try? JSONEncoder().encode(data.classNames)) ?? Data(), as: UTF8.self),
-                "format": "pt"]
-    }
-
-    /// The loader of the recipe's training pipeline.
-    func makeTrainingLoader() throws -> DataLoader {
-        let c = student.config
-        let transform: any SampleTransform
-        // The resolved recipe, not the recipe's name, picks the transform: a research override
-        // can give the USI recipe the plain recipe's padded crop.
-        if recipe.paddedCropFraction > 0 {
-            transform = try PaddedCropTransform(size: c.inputSize, padding: Int((Double(c.inputSize) * recipe.paddedCropFraction).rounded()),
-                                                interpolation: c.interpolation, mean: c.mean, std: c.standardDeviation)
-        } else {
-            let randAugment = recipe.randAugmentMagnitude > 0
-                ? RandAugment(magnitude: Double(recipe.randAugmentMagnitude), interpolation: c.interpolation) : nil
-            transform = try TrainTransform(size: c.inputSize, crop: RandomResizedCrop(scale: recipe.cropScaleFloor...1.0),
-                                           interpolation: c.interpolation, randAugment: randAugment, mean: c.mean,
-                                           std: c.standardDeviation)
-        }
-        let sampler: any Sampler = recipe.repeatedAugmentations > 1
-            ? try RepeatAugmentSampler(count: data.train.count, repeats: recipe.repeatedAugmentations, seed: config.seed)
-            : try ShuffledSampler(count: data.train.count, seed: config.seed)
-        let mixing = recipe.mixingProbability > 0 ? MixupCutmix(probability: recipe.mixingProbability) : nil
-        return try DataLoader(dataset: data.train, transform: transform, sampler: sampler, batchSize: config.batchSize,
-                              workers: config.workers, mixing: mixing, seed: config.seed)
+    private func weightsMetadata(top1: Double, epoch: Int, isEMA: Bool) -> WeightsMetadata {
+        var metadata = WeightsMetadata(describing: student.config)
+        metadata.top1 = top1
+        metadata.epoch = epoch
+        metadata.isEMA = isEMA
+        metadata.dataset = data.name
+        metadata.classNames = data.classNames
+        return metadata
     }
 }

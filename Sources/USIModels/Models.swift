@@ -55,8 +55,12 @@ public enum Models {
     public static func create(_ name: String, classes: Int = 1000, inputChannels: Int = 3, inputSize: Int? = nil,
                               seed: UInt64 = 0) throws -> any Backbone {
         let entry = try entry(name)
-        guard classes >= 0 else { throw ModelError(description: "classes must be >= 0, got \(classes)") }
-        guard inputChannels >= 1 else { throw ModelError(description: "input channels must be >= 1, got \(inputChannels)") }
+        guard (0...WeightsMetadata.Limits.classes).contains(classes) else {
+            throw ModelError(description: "classes must be in 0…\(WeightsMetadata.Limits.classes), got \(classes)")
+        }
+        guard (1...WeightsMetadata.Limits.inputChannels).contains(inputChannels) else {
+            throw ModelError(description: "input channels must be in 1…\(WeightsMetadata.Limits.inputChannels), got \(inputChannels)")
+        }
         var config = entry.defaultConfig
         config.classes = classes
         config.inputChannels = inputChannels
@@ -66,7 +70,12 @@ public enum Models {
             guard entry.flexibleInputSize else {
                 throw ModelError(description: "\(name) needs input size \(config.inputSize), got \(inputSize)")
             }
-            guard inputSize >= 8 else { throw ModelError(description: "input size \(inputSize) is too small") }
+            guard inputSize >= minimumInputSize else {
+                throw ModelError(description: "input size \(inputSize) is too small (at least \(minimumInputSize))")
+            }
+            guard inputSize <= maximumInputSize else {
+                throw ModelError(description: "input size \(inputSize) is too large (at most \(maximumInputSize))")
+            }
             config.inputSize = inputSize
         }
         return try Initialization.withSeed(seed) { try entry.build(config) }

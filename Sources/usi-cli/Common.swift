@@ -42,13 +42,8 @@ func loadEvaluationData(_ path: String) throws -> any ImageDataset {
 
 /// A model built from `--model` and a weights file, with classes/channels/size taken from the
 /// file's metadata when present (as this library writes them).
-func loadModel(name: String, weights: String, classes: Int?) throws -> (any Backbone, SafeTensorsFile) {
-    let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weights))
-    let model = try Models.create(name, classes: classes ?? file.metadata["classes"].flatMap(Int.init) ?? 1000,
-                                  inputChannels: file.metadata["in_chans"].flatMap(Int.init) ?? 3,
-                                  inputSize: file.metadata["input_size"].flatMap(Int.init))
-    try model.load(file)
-    return (model, file)
+func loadModel(name: String, weights: String, classes: Int?) throws -> (any Backbone, WeightsMetadata) {
+    try Models.create(fromWeights: URL(fileURLWithPath: weights), architecture: name, classes: classes)
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {

@@ -70,9 +70,9 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try threadOptions.apply()
-        let (backbone, file) = try loadModel(name: model, weights: weights, classes: nil)
+        let (backbone, metadata) = try loadModel(name: model, weights: weights, classes: nil)
         backbone.eval()
-        let names = file.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        let names = metadata.classNames
         let transform = try Evaluator.transform(for: backbone.config)
         let workspace = try TransformWorkspace()
         var results: [ImageResult] = []

@@ -51,6 +51,9 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if noKd && (teacher != nil || teacherWeights != nil) { throw ValidationError("--no-kd contradicts --teacher/--teacher-weights") }
+        if recipe == .plain && (teacher != nil || teacherWeights != nil) {
+            throw ValidationError("--recipe plain is the baseline without a teacher; drop --teacher/--teacher-weights or use --recipe usi")
+        }
         // --teacher-weights alone is enough when the file's metadata names the architecture.
         if teacher != nil && teacherWeights == nil { throw ValidationError("--teacher needs --teacher-weights") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
@@ -77,22 +80,18 @@ struct Train: ParsableCommand {
                                     : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
         config.seed = seed
         config.workers = workers
-        config.runScaleOverride = runScale
-        var overrides: [String: Double] = [:]
+        var research = ResearchOverrides()
+        research.runScale = runScale
         for item in researchOverrides {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let value = Double(parts[1]) else {
                 throw ValidationError("--research-override expects NAME=VALUE, got \(item)")
             }
-            overrides[parts[0]] = value
+            try research.set(parts[0], to: value)
         }
-        config.researchOverrides = overrides.isEmpty ? nil : overrides
-        var distiller: Distiller?
-        if recipe == .usi && !noKd {
-            distiller = try makeDistiller(embedded: embedded, classes: classes)
-        } else {
-            config.usesTeacher = false
-        }
+        config.research = research == ResearchOverrides() ? nil : research
+        // The plain baseline is compared with USI without a teacher; --no-kd drops it from USI.
+        let distiller = recipe == .usi && !noKd ? try makeDistiller(embedded: embedded, student: student.config) : nil
         let trainer = try USITrainer(student: student, distiller: distiller, data: trainingData, config: config,
                                      outputDirectory: URL(fileURLWithPath: output))
         let display = ProgressDisplay(totalEpochs: trainer.totalEpochs)
@@ -107,32 +106,28 @@ struct Train: ParsableCommand {
         if let page = report.reportPath { print("report: \(page)") }
     }
 
-    private func makeDistiller(embedded: Bool, classes: Int) throws -> Distiller {
+    private func makeDistiller(embedded: Bool, student: BackboneConfig) throws -> Distiller {
         if let teacherWeights {
-            let url = URL(fileURLWithPath: teacherWeights)
             let teacherModel: any Backbone
-            let file = try SafeTensorsFile(contentsOf: url)
-            let name = teacher ?? file.metadata["architecture"] ?? ""
-            teacherModel = try Models.create(name, classes: file.metadata["classes"].flatMap(Int.init) ?? classes,
-                                             inputChannels: file.metadata["in_chans"].flatMap(Int.init) ?? 3,
-                                             inputSize: file.metadata["input_size"].flatMap(Int.init) ?? inputSize)
             do {
-                try teacherModel.load(file)
+                let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: teacherWeights))
+                // A timm state_dict carries no metadata: then the teacher has the student's classes and size.
+                let metadata = try WeightsMetadata(file.metadata, source: teacherWeights)
+                teacherModel = try Models.create(fromWeights: file, source: teacherWeights, architecture: teacher,
+                                                 classes: metadata.classes ?? student.classes,
+                                                 inputSize: metadata.inputSize ?? inputSize).model
             } catch let error as StateDictError {
-                throw ValidationError("teacher weights \(teacherWeights) do not fit \(name): \(error.report)")
+                throw ValidationError("teacher weights \(teacherWeights) do not fit \(teacher ?? "the named architecture"): \(error.report)")
             }
-            guard teacherModel.config.classes == classes else {
-                throw ValidationError("the teacher predicts \(teacherModel.config.classes) classes, the data has \(classes)")
-            }
-            return Distiller(teacher: teacherModel)
+            return try Distiller(teacher: teacherModel, student: student)
         }
         guard embedded else {
             throw ValidationError("name a teacher for your data (--teacher NAME --teacher-weights FILE) or train without one (--no-kd)")
         }
-        guard let url = EmbeddedDefault.teacherWeightsURL else {
+        guard EmbeddedDefault.teacherWeightsURL != nil else {
             throw ValidationError("the bundled Fashion-MNIST teacher (\(EmbeddedDefault.teacherFileName)) is missing; pass --teacher/--teacher-weights or --no-kd")
         }
-        return Distiller(teacher: try EmbeddedDefault.backbone(fromWeights: url))
+        return try Distiller(teacher: EmbeddedDefault.teacher(), student: student)
     }
 }
 

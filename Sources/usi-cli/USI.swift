@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Logging
 
 @main
 struct USICommand: ParsableCommand {
@@ -8,6 +10,25 @@ struct USICommand: ParsableCommand {
         discussion: """
         `usi train` with no arguments trains the default student on Fashion-MNIST with the bundled teacher.
         Weights are safetensors files in PyTorch layout with timm's names, so timm loads them and they load timm's.
+        The library logs through swift-log to standard error: warnings and errors by default, more with \
+        USI_LOG_LEVEL=info (or debug, trace).
         """,
         subcommands: [Train.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self])
+
+    /// Installs the log handler before any command runs: the library only creates loggers.
+    static func main() {
+        let level = ProcessInfo.processInfo.environment["USI_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -8,19 +8,40 @@ public protocol StochasticLayer: AnyObject {
     func reseed(_ generator: RandomGenerator)
 }
 
-extension Module {
-    /// Restarts every ``StochasticLayer`` in the tree for training step `step` of a run seeded
-    /// with `seed`; each layer's stream also depends on its dotted path. Call it before each
-    /// training forward pass when you drive training yourself.
-    public func reseedStochasticLayers(seed: UInt64, step: Int) {
-        for (path, module) in namedModules() {
-            guard let layer = module as? StochasticLayer else { continue }
-            layer.reseed(RandomGenerator(seed: seed, stream: [0x5354_4F43, UInt64(step), Self.pathKey(path)]))
+/// The stochastic layers of a module tree with their paths, collected once so that restarting
+/// them every step does not walk the tree (``TrainingStep`` keeps one).
+public struct StochasticLayers {
+    private let layers: [(key: UInt64, layer: any StochasticLayer)]
+
+    /// Collects every ``StochasticLayer`` under `module`.
+    public init(of module: Module) {
+        layers = module.namedModules().compactMap { path, child in
+            (child as? any StochasticLayer).map { (Self.pathKey(path), $0) }
+        }
+    }
+
+    /// The number of layers.
+    public var count: Int { layers.count }
+
+    /// Restarts every layer for training step `step` of a run seeded with `seed`; each layer's
+    /// stream also depends on its dotted path.
+    public func reseed(seed: UInt64, step: Int) {
+        for (key, layer) in layers {
+            layer.reseed(RandomGenerator(seed: seed, stream: [0x5354_4F43, UInt64(step), key]))
         }
     }
 
     /// FNV-1a of the path: stable across runs and processes, unlike `Hasher`.
     private static func pathKey(_ path: String) -> UInt64 {
         path.utf8.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+    }
+}
+
+extension Module {
+    /// Restarts every ``StochasticLayer`` in the tree for training step `step` of a run seeded
+    /// with `seed`; each layer's stream also depends on its dotted path. ``TrainingStep`` does
+    /// this before every forward pass.
+    public func reseedStochasticLayers(seed: UInt64, step: Int) {
+        StochasticLayers(of: self).reseed(seed: seed, step: step)
     }
 }
