@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "USICore", dependencies: ["CUSIKernels"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
-        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels",
+        .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels", "CZlib",
                                             .product(name: "Logging", package: "swift-log")],
                 // The embedded default's teacher (resnet10t, Fashion-MNIST, F16; see README).
                 resources: [.copy("Resources/fashion-mnist-teacher.safetensors")]),

@@ -6,16 +6,28 @@ import Foundation
 /// count, the configuration and the class names. The data order and augmentation are
 /// functions of (seed, epoch, sample), so nothing else is needed to continue exactly.
 enum TrainingCheckpoint {
+    /// How far into an epoch a mid-epoch checkpoint is, with the epoch's running sums.
+    struct Progress: Codable, Equatable {
+        var step: Int
+        var lossSum: Double
+        var lossCount: Int
+        var images: Int
+        var seconds: Double
+        var learningRate: Double
+    }
+
     struct State {
         var epoch: Int
         var config: USIConfig
+        /// Set for a mid-epoch checkpoint of epoch `epoch + 1`.
+        var progress: Progress?
         /// The teacher's architecture (nil: trained without one); `.none` for a checkpoint
         /// written before the field existed.
         var teacher: String??
     }
 
     static func encode(student: any Backbone, optimizer: AdamW, ema: ExponentialMovingAverage?, epoch: Int,
-                       config: USIConfig, classNames: [String], teacher: String?) throws -> Data {
+                       config: USIConfig, classNames: [String], teacher: String?, progress: Progress? = nil) throws -> Data {
         var records: [String: SafeTensorsRecord] = [:]
         for (key, record) in student.stateDict() { records["model." + key] = record }
         records.merge(optimizer.exportState().safeTensorsRecords(prefix: "optimizer."), uniquingKeysWith: { a, _ in a })
@@ -24,7 +36,7 @@ enum TrainingCheckpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let metadata = [
+        var metadata = [
             "format": "usi-checkpoint-1",
             "epoch": String(epoch),
             "ema_steps": String(ema?.stepCount ?? 0),
@@ -33,13 +45,25 @@ enum TrainingCheckpoint {
             "class_names": String(decoding: try encoder.encode(classNames), as: UTF8.self),
             "teacher": teacher ?? "",
         ]
+        if let progress { metadata["progress"] = String(decoding: try encoder.encode(progress), as: UTF8.self) }
         return try SafeTensors.encode(records, metadata: metadata)
     }
 
     /// Restores model, optimiser and EMA from `url`; nil when there is no such file.
     static func load(from url: URL, student: any Backbone, optimizer: AdamW, ema: ExponentialMovingAverage?) throws -> State? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let file = try SafeTensorsFile(contentsOf: url)
+        return try load(SafeTensorsFile(contentsOf: url), student: student, optimizer: optimizer, ema: ema)
+    }
+
+    /// Restores model, optimiser and EMA from checkpoint bytes already read (and verified).
+    static func load(_ data: Data, source: URL, student: any Backbone, optimizer: AdamW,
+                     ema: ExponentialMovingAverage?) throws -> State {
+        try load(SafeTensorsFile(data: data, source: source.path), student: student, optimizer: optimizer, ema: ema)
+    }
+
+    private static func load(_ file: SafeTensorsFile, student: any Backbone, optimizer: AdamW,
+                             ema: ExponentialMovingAverage?) throws -> State {
+        let url = URL(fileURLWithPath: file.source)
         guard file.metadata["format"] == "usi-checkpoint-1", let epoch = file.metadata["epoch"].flatMap(Int.init),
               let configText = file.metadata["config"] else {
             throw TrainingError.invalidData("\(url.path) is not a USI training checkpoint")
@@ -53,6 +77,7 @@ enum TrainingCheckpoint {
             try ema.importState(averages, stepCount: Int(file.metadata["ema_steps"] ?? "0") ?? 0)
         }
         let teacher: String?? = file.metadata["teacher"].map { $0.isEmpty ? nil : $0 }
-        return State(epoch: epoch, config: config, teacher: teacher)
+        let progress = try file.metadata["progress"].map { try JSONDecoder().decode(Progress.self, from: Data($0.utf8)) }
+        return State(epoch: epoch, config: config, progress: progress, teacher: teacher)
     }
 }

@@ -38,6 +38,10 @@ public final class USITrainer: @unchecked Sendable {
     public var logInterval = 50
     /// Where the trainer logs (epoch summaries at `info`, problems at `warning` and above).
     public var logger = Logger(label: "usi.trainer")
+    /// Time between mid-epoch checkpoints (`partial.safetensors`), which a resumed run
+    /// continues from exactly; nil = only at the end of each epoch. The default suits
+    /// ImageNet-sized epochs, which take hours on a CPU.
+    public var checkpointInterval: Duration? = .seconds(30 * 60)
 
     private let cancelled = Atomic<Bool>(false)
 
@@ -83,7 +87,8 @@ public final class USITrainer: @unchecked Sendable {
     // MARK: - The loop
 
     /// Runs the whole schedule (or its remainder with `resume` and a checkpoint in the output
-    /// directory) and returns the report.
+    /// directory) and returns the report. With `resume` and nothing committed yet, the run
+    /// starts from scratch (and logs that it does).
     public func fit(resume: Bool = false) throws -> TrainingReport {
         let clock = ContinuousClock.now
         cancelled.store(false, ordering: .relaxed)
@@ -92,32 +97,32 @@ public final class USITrainer: @unchecked Sendable {
         let stepsPerEpoch = recipe.stepsPerEpoch
         let loader = try recipe.makeTrainingLoader(data: data.train, student: studentConfig, config: config)
         var history: [EpochMetrics] = []
-        var startEpoch = 0
         var best = (top1: -1.0, top5: 0.0, epoch: -1, isEMA: false)
+        var resumed: (epoch: Int, progress: TrainingCheckpoint.Progress?)?
         if resume {
-            guard let output, let state = try TrainingCheckpoint.load(from: output.checkpoints.lastURL, student: student,
-                                                                         optimizer: step.optimizer, ema: step.ema) else {
-                throw TrainingError.invalidConfiguration("--resume: no checkpoint in \(outputDirectory?.path ?? "(no output directory)")")
+            guard let output else {
+                throw TrainingError.invalidConfiguration("--resume needs an output directory")
             }
-            guard state.config == config else {
-                throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
+            resumed = try restore(from: output)
+            if let resumed {
+                try output.truncateMetrics(after: resumed.epoch, partialStep: resumed.progress?.step)
+                history = output.readMetrics()
+                if let b = history.max(by: { max($0.top1, $0.top1EMA ?? -1) < max($1.top1, $1.top1EMA ?? -1) }) {
+                    let emaBetter = (b.top1EMA ?? -1) > b.top1
+                    best = (emaBetter ? b.top1EMA! : b.top1, emaBetter ? b.top5EMA! : b.top5, b.epoch, emaBetter)
+                }
+                logger.info("resuming after epoch \(resumed.epoch)\(resumed.progress.map { ", step \($0.step) of the next" } ?? "")",
+                            metadata: ["directory": "\(output.directory.path)"])
+            } else {
+                logger.warning("--resume: nothing committed in \(output.directory.path) yet; starting from scratch")
             }
-            if case let .some(teacher) = state.teacher, teacher != distiller?.teacher.config.architecture {
-                throw TrainingError.invalidConfiguration(
-                    "--resume: the checkpoint was trained \(teacher.map { "with the teacher \($0)" } ?? "without a teacher"), this run \(distiller.map { "has the teacher \($0.teacher.config.architecture)" } ?? "has none")")
-            }
-            startEpoch = state.epoch + 1
-            try output.truncateMetrics(after: state.epoch)
-            history = output.readMetrics()
-            if let b = history.max(by: { max($0.top1, $0.top1EMA ?? -1) < max($1.top1, $1.top1EMA ?? -1) }) {
-                let emaBetter = (b.top1EMA ?? -1) > b.top1
-                best = (emaBetter ? b.top1EMA! : b.top1, emaBetter ? b.top5EMA! : b.top5, b.epoch, emaBetter)
-            }
-            logger.info("resuming after epoch \(state.epoch)", metadata: ["directory": "\(output.directory.path)"])
-        } else if let output {
+        }
+        if let output, resumed == nil {
             try output.start(config: config, recipe: recipe, student: studentConfig, teacher: distiller?.teacher.config,
                              data: data)
         }
+        let startEpoch = (resumed?.epoch ?? -1) + 1
+        var manifest = try output?.manifest()
         emit(.started(epoch: startEpoch, totalEpochs: totalEpochs, stepsPerEpoch: stepsPerEpoch, recipe: recipe))
         var teacherTop1: Double?
         if let distiller {
@@ -132,18 +137,22 @@ public final class USITrainer: @unchecked Sendable {
         student.train()
 
         for epoch in startEpoch..<totalEpochs {
-            let epochStart = ContinuousClock.now
-            var lossSum = 0.0, lossCount = 0, images = 0, lr = 0.0
-            let batches = loader.batches(epoch: epoch)
+            // A mid-epoch checkpoint restores the epoch's running sums and its position.
+            let progress = epoch == startEpoch ? resumed?.progress : nil
+            let epochStart = ContinuousClock.now - .seconds(progress?.seconds ?? 0)
+            var lossSum = progress?.lossSum ?? 0, lossCount = progress?.lossCount ?? 0, images = progress?.images ?? 0
+            var lr = progress?.learningRate ?? 0
+            var stepInEpoch = progress?.step ?? 0
+            var lastCheckpoint = ContinuousClock.now
+            let batches = loader.batches(epoch: epoch, startingAt: stepInEpoch)
             defer { batches.cancel() }
-            var stepInEpoch = 0
             while let batch = try batches.next() {
                 if cancelled.load(ordering: .relaxed) { throw TrainingError.cancelled }
                 let result: TrainingStepResult
                 do {
                     result = try step(batch, step: epoch * stepsPerEpoch + stepInEpoch)
                 } catch TrainingError.nonFiniteLoss {
-                    let checkpoint = output.map(\.checkpoints.lastURL.path).flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+                    let checkpoint = output.map(\.lastCheckpointURL.path).flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
                     logger.error("loss became NaN/Inf at epoch \(epoch), step \(stepInEpoch)")
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: stepInEpoch, lastCheckpoint: checkpoint)
                 }
@@ -159,6 +168,13 @@ public final class USITrainer: @unchecked Sendable {
                 }
                 emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch, loss: result.loss,
                                         learningRate: lr, imagesPerSecond: imagesPerSecond, elapsedSeconds: elapsed)))
+                if let output, let interval = checkpointInterval, stepInEpoch < stepsPerEpoch,
+                   ContinuousClock.now - lastCheckpoint >= interval {
+                    let position = TrainingCheckpoint.Progress(step: stepInEpoch, lossSum: lossSum, lossCount: lossCount,
+                                                               images: images, seconds: elapsed, learningRate: lr)
+                    manifest = try commitPartial(position, epoch: epoch, to: output, after: manifest)
+                    lastCheckpoint = ContinuousClock.now
+                }
             }
             let trainSeconds = seconds(since: epochStart)
             let modelResult = try evaluate()
@@ -177,19 +193,8 @@ public final class USITrainer: @unchecked Sendable {
                                        imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1)
             history.append(metrics)
             if let output {
-                let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
-                                                               epoch: epoch, config: config, classNames: data.classNames,
-                                                               teacher: distiller?.teacher.config.architecture)
-                try output.checkpoints.save(checkpoint, epoch: epoch, metric: epochBest.top1)
-                if improved {
-                    let metadata = weightsMetadata(top1: epochBest.top1, epoch: epoch, isEMA: emaBetter).dictionary
-                    if emaBetter, let ema = step.ema {
-                        try withWeights(of: ema) { try student.save(to: output.bestWeightsURL, metadata: metadata) }
-                    } else {
-                        try student.save(to: output.bestWeightsURL, metadata: metadata)
-                    }
-                }
-                try output.append(metrics)
+                manifest = try commitEpoch(epoch, metrics: metrics, improved: improved, emaBetter: emaBetter,
+                                           top1: epochBest.top1, to: output, after: manifest)
                 try output.writeReport(history: history, teacherTop1: teacherTop1, config: config, recipe: recipe,
                                        student: studentConfig, teacher: distiller?.teacher.config, data: data,
                                        totalEpochs: totalEpochs)
@@ -202,6 +207,58 @@ public final class USITrainer: @unchecked Sendable {
                                     bestWeightsPath: output?.bestWeightsURL.path, reportPath: output?.reportURL.path)
         emit(.finished(report))
         return report
+    }
+
+    // MARK: - Commits and resume
+
+    /// Loads the last committed state (a mid-epoch checkpoint when it is newer than the last
+    /// epoch's), verifying its checksum; nil when nothing was committed.
+    private func restore(from output: RunOutput) throws -> (epoch: Int, progress: TrainingCheckpoint.Progress?)? {
+        guard let manifest = try output.manifest() else { return nil }
+        try output.apply(manifest)  // finishes a commit that a kill interrupted
+        let url = manifest.partialStep != nil ? output.partialCheckpointURL : output.lastCheckpointURL
+        let bytes = try output.verifiedContents(of: url.lastPathComponent, in: manifest)
+        let state = try TrainingCheckpoint.load(bytes, source: url, student: student, optimizer: step.optimizer, ema: step.ema)
+        guard state.config == config else {
+            throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
+        }
+        if case let .some(teacher) = state.teacher, teacher != distiller?.teacher.config.architecture {
+            throw TrainingError.invalidConfiguration(
+                "--resume: the checkpoint was trained \(teacher.map { "with the teacher \($0)" } ?? "without a teacher"), this run \(distiller.map { "has the teacher \($0.teacher.config.architecture)" } ?? "has none")")
+        }
+        return (state.epoch, state.progress)
+    }
+
+    /// Commits an epoch: `last.safetensors`, and when the epoch is the best so far
+    /// `checkpoint-best.safetensors` and `best.safetensors`, with the epoch's metrics line.
+    private func commitEpoch(_ epoch: Int, metrics: EpochMetrics, improved: Bool, emaBetter: Bool, top1: Double,
+                             to output: RunOutput, after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
+        let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
+                                                       epoch: epoch, config: config, classNames: data.classNames,
+                                                       teacher: distiller?.teacher.config.architecture)
+        var files = [(name: output.lastCheckpointURL.lastPathComponent, data: checkpoint)]
+        if improved {
+            let metadata = weightsMetadata(top1: top1, epoch: epoch, isEMA: emaBetter).dictionary
+            let weights = emaBetter && step.ema != nil
+                ? try withWeights(of: step.ema!) { try SafeTensors.encode(student.stateDict(), metadata: metadata) }
+                : try SafeTensors.encode(student.stateDict(), metadata: metadata)
+            files.append((output.bestCheckpointURL.lastPathComponent, checkpoint))
+            files.append((output.bestWeightsURL.lastPathComponent, weights))
+        }
+        try output.commit(epoch: epoch, files: files, metricsLine: RunOutput.line(metrics), partialStep: nil, carrying: previous)
+        return try output.manifest()
+    }
+
+    /// Commits a mid-epoch checkpoint of epoch `epoch` at `position`.
+    private func commitPartial(_ position: TrainingCheckpoint.Progress, epoch: Int, to output: RunOutput,
+                               after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
+        let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
+                                                       epoch: epoch - 1, config: config, classNames: data.classNames,
+                                                       teacher: distiller?.teacher.config.architecture, progress: position)
+        try output.commit(epoch: epoch - 1, files: [(output.partialCheckpointURL.lastPathComponent, checkpoint)],
+                          metricsLine: previous?.metricsLine, partialStep: position.step, carrying: previous)
+        logger.debug("mid-epoch checkpoint at epoch \(epoch), step \(position.step)")
+        return try output.manifest()
     }
 
     private func emit(_ event: TrainingEvent) { onEvent?(event) }

@@ -102,10 +102,12 @@ public final class DataLoader: @unchecked Sendable {
         return dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
     }
 
-    /// Starts the workers for `epoch` and returns the batches in order. Dropping the
-    /// returned object before the end stops the workers.
-    public func batches(epoch: Int) -> EpochBatches {
-        EpochBatches(loader: self, epoch: epoch, indices: sampler.indices(epoch: epoch))
+    /// Starts the workers for `epoch` and returns the batches in order, from batch
+    /// `startingAt` on (a run resumed mid-epoch: every batch is a function of the seed, the
+    /// epoch and its position, so the later ones are the same). Dropping the returned object
+    /// before the end stops the workers.
+    public func batches(epoch: Int, startingAt first: Int = 0) -> EpochBatches {
+        EpochBatches(loader: self, epoch: epoch, indices: sampler.indices(epoch: epoch), first: first)
     }
 
     /// Builds batch `batch` of an epoch (called by worker `worker`).
@@ -167,8 +169,8 @@ public final class DataLoader: @unchecked Sendable {
 public final class EpochBatches: @unchecked Sendable {
     private let state: EpochState
 
-    init(loader: DataLoader, epoch: Int, indices: [Int]) {
-        state = EpochState(loader: loader, epoch: epoch, indices: indices)
+    init(loader: DataLoader, epoch: Int, indices: [Int], first: Int) {
+        state = EpochState(loader: loader, epoch: epoch, indices: indices, first: first)
     }
 
     deinit { state.cancel() }
@@ -204,12 +206,14 @@ final class EpochState: @unchecked Sendable {
     private var cancelled = false
     private var running = 0
 
-    init(loader: DataLoader, epoch: Int, indices: [Int]) {
+    init(loader: DataLoader, epoch: Int, indices: [Int], first: Int) {
         self.loader = loader
         self.epoch = epoch
         self.indices = indices
         count = loader.dropLast ? indices.count / loader.batchSize
                                 : (indices.count + loader.batchSize - 1) / loader.batchSize
+        nextToStart = min(max(first, 0), count)
+        consumed = nextToStart
         running = loader.workers
         for worker in 0..<loader.workers {
             let thread = Thread { [self] in self.work(worker: worker) }

@@ -34,8 +34,10 @@ struct Train: ParsableCommand {
     var inputSize: Int?
     @Option(help: "Run directory.")
     var output = "runs/usi"
-    @Flag(help: "Continue the run in --output from its last checkpoint.")
+    @Flag(help: "Continue the run in --output from its last committed checkpoint (from scratch when there is none yet).")
     var resume = false
+    @Option(help: "Minutes between mid-epoch checkpoints, which --resume continues from exactly (0 = only at the end of each epoch).")
+    var checkpointMinutes: Double = 30
     @Option(help: "Random seed.")
     var seed: UInt64 = 0
     @Option(help: ArgumentHelp("Research only: override the recipe's run-length knob r in (0, 1] (default √(epochs/300)).",
@@ -60,6 +62,7 @@ struct Train: ParsableCommand {
         if batchSize < 2 { throw ValidationError("--batch-size must be at least 2") }
         if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8") }
         if workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if !(checkpointMinutes >= 0 && checkpointMinutes <= 1e6) { throw ValidationError("--checkpoint-minutes must be in 0…1000000") }
     }
 
     func run() throws {
@@ -94,6 +97,7 @@ struct Train: ParsableCommand {
         let distiller = recipe == .usi && !noKd ? try makeDistiller(embedded: embedded, student: student.config) : nil
         let trainer = try USITrainer(student: student, distiller: distiller, data: trainingData, config: config,
                                      outputDirectory: URL(fileURLWithPath: output))
+        trainer.checkpointInterval = checkpointMinutes > 0 ? .milliseconds(Int64(checkpointMinutes * 60_000)) : nil
         let display = ProgressDisplay(totalEpochs: trainer.totalEpochs)
         trainer.onEvent = { display.handle($0) }
         let report = try trainer.fit(resume: resume)

@@ -51,10 +51,19 @@ struct ScalingRuleTests {
     @Test("research overrides replace resolved settings and unknown names are refused")
     func overrides() throws {
         var config = USIConfig.usi(epochs: 20)
-        config.researchOverrides = ["mixingProbability": 1, "emaTimeConstant": 0]
+        var research = ResearchOverrides()
+        try research.set("mixingProbability", to: 1)
+        try research.set("emaTimeConstant", to: 0)
+        config.research = research
         let recipe = config.resolved(trainingSamples: 60_000, imageSize: 32)
         #expect(recipe.mixingProbability == 1 && recipe.emaDecay == nil)
-        config.researchOverrides = ["mixing": 1]
+        #expect(throws: TrainingError.self) { try research.set("mixing", to: 1) }
+        #expect(throws: TrainingError.self) { try research.set("repeatedAugmentations", to: 2.5) }
+        research.mixingProbability = 2
+        config.research = research
         #expect(throws: TrainingError.self) { try config.validate() }
+        // The overrides are part of the Codable configuration (config.json, checkpoints).
+        let decoded = try JSONDecoder().decode(USIConfig.self, from: JSONEncoder().encode(config))
+        #expect(decoded == config)
     }
 }

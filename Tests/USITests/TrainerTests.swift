@@ -3,7 +3,7 @@ import Testing
 import USI
 
 /// A small CNN for fast training tests (any `Backbone` trains the same way).
-final class SmallNet: Module, Backbone {
+final class SmallNet: Module, HeadedBackbone {
     private(set) var config: BackboneConfig
     let conv1: Conv2d, bn1: BatchNorm, conv2: Conv2d, bn2: BatchNorm
     private(set) var fc: Linear
@@ -12,7 +12,8 @@ final class SmallNet: Module, Backbone {
     private var calls = 0
 
     /// Dropout before `fc` and drop-path on the features when `stochastic`.
-    let dropout: Dropout?, dropPath: DropPath?
+    @ModuleInfo(key: "drop") var dropout: Dropout? = nil
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, stochastic: Bool = false) {
         config = BackboneConfig(architecture: "smallnet", classes: classes, inputChannels: inputChannels,
@@ -25,8 +26,6 @@ final class SmallNet: Module, Backbone {
         dropout = stochastic ? Dropout(probability: 0.2) : nil
         dropPath = stochastic ? DropPath(probability: 0.1) : nil
         super.init()
-        register("conv1", conv1); register("bn1", bn1); register("conv2", conv2); register("bn2", bn2); register("fc", fc)
-        if let dropout, let dropPath { register("drop", dropout); register("drop_path", dropPath) }
     }
 
     func forwardFeatures(_ x: Tensor) -> Tensor {
@@ -46,7 +45,6 @@ final class SmallNet: Module, Backbone {
 
     func resetClassifier(classes: Int) {
         fc = Linear(inputFeatures: 32, outputFeatures: classes)
-        register("fc", fc)
         config.classes = classes
     }
 
@@ -117,7 +115,6 @@ struct TrainerTests {
     func resume(stochastic: Bool) throws {
         let data = try fashionSlice(train: 1536, validation: 256)
         var config = USIConfig.usi(epochs: 2, batchSize: 64)
-        config.usesTeacher = false
         config.seed = 7
         func model() -> SmallNet { Initialization.withSeed(3) { SmallNet(stochastic: stochastic) } }
 
@@ -180,15 +177,15 @@ struct TrainerTests {
     @Test("a teacher distils through the Distiller; input re-normalisation is exact")
     func distillation() throws {
         let teacher = Initialization.withSeed(5) { SmallNet(inputChannels: 3, inputSize: 28) }
-        let distiller = Distiller(teacher: teacher)
-        #expect(teacher.isTraining == false)
-        #expect(teacher.namedParameters().allSatisfy { !$0.tensor.requiresGrad })
         // A grey student batch in the student's normalisation maps to the teacher's RGB one.
         var student = BackboneConfig(architecture: "s", classes: 10, inputChannels: 1, inputSize: 28, mean: [0.3], standardDeviation: [0.4])
         student.cropFraction = 1
+        let distiller = try Distiller(teacher: teacher, student: student)
+        #expect(teacher.isTraining == false)
+        #expect(teacher.namedParameters().allSatisfy { !$0.tensor.requiresGrad })
         let pixel: Float = 0.7
         let x = Tensor(shape: [1, 28, 28, 1], repeating: (pixel - 0.3) / 0.4)
-        let t = distiller.teacherInput(x, studentConfig: student).toArray()
+        let t = distiller.teacherInput(x).toArray()
         let c = teacher.config
         for channel in 0..<3 {
             #expect(abs(t[channel] - (pixel - c.mean[channel]) / c.standardDeviation[channel]) < 1e-5)
@@ -224,8 +221,7 @@ struct TrainerTests {
         }
         let data = try TrainingData.imageFolder(root: root.path)
         #expect(data.classNames == ["even", "odd"])
-        var config = USIConfig.usi(epochs: 1, batchSize: 4)
-        config.usesTeacher = false
+        let config = USIConfig.usi(epochs: 1, batchSize: 4)
         let trainer = try USITrainer(student: SmallNet(classes: 2, inputChannels: 3, inputSize: 64), distiller: nil, data: data,
                                      config: config)
         let report = try trainer.fit()
@@ -238,9 +234,91 @@ struct TrainerTests {
         let data = try fashionSlice(train: 128, validation: 64)
         #expect(throws: TrainingError.self) { try USITrainer(student: SmallNet(classes: 5), distiller: nil, data: data, config: .plain(epochs: 1)) }
         #expect(throws: TrainingError.self) { try USITrainer(student: SmallNet(), distiller: nil, data: data, config: .plain(epochs: 0)) }
+        // A teacher of other classes, or of channels that cannot be adapted, is refused when the distiller is made.
+        #expect(throws: TrainingError.self) { try Distiller(teacher: SmallNet(classes: 3), student: SmallNet().config) }
         #expect(throws: TrainingError.self) {
-            try USITrainer(student: SmallNet(), distiller: Distiller(teacher: SmallNet(classes: 3)), data: data, config: .usi(epochs: 1))
+            try Distiller(teacher: SmallNet(inputChannels: 3), student: SmallNet(inputChannels: 2).config)
         }
+        // A distiller made for another student.
+        let other = SmallNet(inputSize: 32)
+        #expect(throws: TrainingError.self) {
+            try USITrainer(student: SmallNet(), distiller: Distiller(teacher: SmallNet(), student: other.config), data: data,
+                           config: .usi(epochs: 1))
+        }
+        // A batch larger than the training set would train zero steps.
+        #expect(throws: TrainingError.self) { try USITrainer(student: SmallNet(), distiller: nil, data: data, config: .plain(epochs: 1, batchSize: 256)) }
         #expect(throws: (any Error).self) { try TrainingData.imageFolder(root: "/nonexistent/folder") }
+    }
+
+    @Test("fit() is the public step plus a policy: a loop of TrainingSteps reproduces it bit for bit")
+    func stepReproducesFit() throws {
+        let data = try fashionSlice(train: 640, validation: 128)
+        var config = USIConfig.usi(epochs: 2, batchSize: 64)
+        config.seed = 4
+        func model() -> SmallNet { Initialization.withSeed(9) { SmallNet(stochastic: true) } }
+        func teacher() -> SmallNet { Initialization.withSeed(10) { SmallNet() } }
+
+        let viaFit = model()
+        let trainer = try USITrainer(student: viaFit, distiller: Distiller(teacher: teacher(), student: viaFit.config),
+                                     data: data, config: config)
+        _ = try trainer.fit()
+
+        let viaStep = model()
+        let recipe = config.resolved(trainingSamples: data.train.count, imageSize: viaStep.config.inputSize)
+        let step = try TrainingStep(student: viaStep, distiller: Distiller(teacher: teacher(), student: viaStep.config),
+                                    config: config, recipe: recipe)
+        let loader = try recipe.makeTrainingLoader(data: data.train, student: viaStep.config, config: config)
+        var index = 0
+        var losses: [Double] = []
+        for epoch in 0..<step.totalEpochs {
+            let batches = loader.batches(epoch: epoch)
+            while let batch = try batches.next() {
+                losses.append(try step(batch, step: index).loss)
+                index += 1
+            }
+        }
+        #expect(index == recipe.stepsPerEpoch * step.totalEpochs)
+        #expect(losses.allSatisfy(\.isFinite))
+        for (a, b) in zip(viaFit.namedTensors(), viaStep.namedTensors()) {
+            #expect(a.name == b.name)
+            #expect(a.tensor.toArray() == b.tensor.toArray(), "\(a.name) differs between fit() and the step loop")
+        }
+    }
+
+    @Test("stored teacher logits give the same step as the live teacher")
+    func storedTeacherLogits() throws {
+        let data = try fashionSlice(train: 256, validation: 64)
+        let config = USIConfig.usi(epochs: 1, batchSize: 64)
+        let recipe = config.resolved(trainingSamples: data.train.count, imageSize: 28)
+        let teacher = Initialization.withSeed(10) { SmallNet() }
+        let a = Initialization.withSeed(9) { SmallNet() }, b = Initialization.withSeed(9) { SmallNet() }
+        let distiller = try Distiller(teacher: teacher, student: a.config)
+        let live = try TrainingStep(student: a, distiller: distiller, config: config, recipe: recipe)
+        let stored = try TrainingStep(student: b, distiller: nil, config: config, recipe: recipe)
+        let batch = try #require(try recipe.makeTrainingLoader(data: data.train, student: a.config, config: config).batches(epoch: 0).next())
+        let logits = distiller.logits(for: batch.tensor())
+        let x = try live(batch, step: 0), y = try stored(batch, step: 0, teacherLogits: logits)
+        #expect(x.loss == y.loss)
+        #expect(a.fc.weight.toArray() == b.fc.weight.toArray())
+    }
+
+    @Test("the report says whether a teacher was used, from the distiller alone")
+    func honestReport() throws {
+        let data = try fashionSlice(train: 128, validation: 64)
+        for withTeacher in [false, true] {
+            let output = temporaryDirectory("honest")
+            defer { try? FileManager.default.removeItem(at: output) }
+            let student = SmallNet()
+            let distiller = withTeacher ? try Distiller(teacher: SmallNet(), student: student.config) : nil
+            let trainer = try USITrainer(student: student, distiller: distiller, data: data,
+                                         config: .usi(epochs: 1, batchSize: 64), outputDirectory: output)
+            _ = try trainer.fit()
+            let html = try String(contentsOf: output.appendingPathComponent("report.html"), encoding: .utf8)
+            #expect(html.contains("with knowledge distillation from smallnet") == withTeacher)
+            #expect(html.contains("without a teacher") == !withTeacher)
+            let metadata = try WeightsMetadata(SafeTensorsFile(contentsOf: output.appendingPathComponent("best.safetensors")).metadata,
+                                               source: "best.safetensors")
+            #expect(metadata.architecture == "smallnet" && metadata.classes == 10 && metadata.classNames?.count == 10)
+        }
     }
 }

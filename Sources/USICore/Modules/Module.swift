@@ -169,7 +169,7 @@ open class Module {
     private func collect(label: String, value: Any, into entries: inout [(key: String, value: DeclaredValue)]) {
         if let slot = value as? any DeclaredSlot {
             let key = slot.key ?? (label.hasPrefix("_") ? String(label.dropFirst()) : label)
-            entries += slot.declaredValues().map { (Module.join(key, $0.suffix), $0.value) }
+            entries += slot.declaredValues().map { ($0.suffix.isEmpty ? key : Module.join(key, $0.suffix), $0.value) }
         } else if let module = value as? Module {
             entries.append((label, .module(module)))
         } else if let modules = value as? [Module] {
