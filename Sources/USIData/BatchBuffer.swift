@@ -87,6 +87,9 @@ public struct Batch: Sendable {
     public let indices: [Int]
     /// The mixing applied (nil when the loader does not mix).
     public let mixing: MixupCutmix.Parameters?
+    /// Samples of this batch that could not be loaded and were replaced by a following one
+    /// (``CorruptImagePolicy/skip``); each failed attempt counts once.
+    public let skippedSamples: Int
 
     /// The images as a new array.
     public var imageArray: [Float] { images.array }

@@ -25,8 +25,9 @@ final class ByteBuffer {
         pointer = .allocate(capacity: capacity)
     }
 
-    /// Reads a whole file into the buffer and returns its size.
-    func read(file path: String) throws -> Int {
+    /// Reads a whole file into the buffer and returns its size. A file larger than
+    /// `maximumBytes` is refused before anything is allocated for it.
+    func read(file path: String, maximumBytes: Int = .max) throws -> Int {
         guard let file = fopen(path, "rb") else {
             throw DataError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
@@ -35,7 +36,15 @@ final class ByteBuffer {
         guard fstat(fileno(file), &info) == 0 else {
             throw DataError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw DataError.unreadable(path: path, reason: "not a regular file")
+        }
         let size = Int(info.st_size)
+        guard size <= maximumBytes else {
+            throw DataError.decodeFailed(
+                name: path,
+                reason: "file of \(size) bytes exceeds the limit of \(maximumBytes) bytes (raise it with \(ImageLimits.bytesVariable) or ImageLimits)")
+        }
         reserve(size)
         let got = fread(pointer, 1, size, file)
         guard got == size else {

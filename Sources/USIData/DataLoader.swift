@@ -4,16 +4,35 @@ import USICore
 /// What to do with a sample whose file cannot be read or decoded.
 public enum CorruptImagePolicy: Sendable, Equatable {
     /// Substitute the next readable sample of the dataset (with that sample's own label),
-    /// count it, and keep going. The batch keeps its size; labels stay correct.
+    /// count it, report the file once (``DataLoader/onSkippedImage``), and keep going. The
+    /// batch keeps its size; labels stay correct. Up to 16 consecutive unreadable samples are
+    /// substituted for one position; the 17th error stops the epoch (a folder that is mostly
+    /// unreadable is a mistake to report, not to train on).
     case skip
     /// Stop the epoch with the error.
     case fail
 }
 
+/// A sample the loader could not load and replaced (``CorruptImagePolicy/skip``), as reported
+/// once per dataset index through ``DataLoader/onSkippedImage``.
+public struct SkippedImage: Sendable, Equatable {
+    /// The dataset index of the sample.
+    public var index: Int
+    /// The file path (or in-memory name) of the sample, when it has one.
+    public var name: String
+    /// Why it could not be loaded: the error's description, which names the file.
+    public var reason: String
+    /// The epoch in which it was first met.
+    public var epoch: Int
+}
+
 /// Counters a loader accumulates over its lifetime.
 public struct LoaderStatistics: Sendable, Equatable {
-    /// Samples replaced because they could not be loaded (``CorruptImagePolicy/skip``).
+    /// Samples replaced because they could not be loaded (``CorruptImagePolicy/skip``); a
+    /// file drawn in several epochs (or several times in one) counts each time.
     public var skippedSamples = 0
+    /// Distinct dataset indices that failed at least once.
+    public var distinctSkippedImages = 0
     /// The first errors of skipped samples (at most 20), with file names.
     public var skippedErrors: [String] = []
     /// Samples decoded despite a libjpeg warning (e.g. truncated files).
@@ -48,10 +67,14 @@ public final class DataLoader: @unchecked Sendable {
     public let seed: UInt64
     /// Handling of unreadable samples.
     public let corruptImagePolicy: CorruptImagePolicy
+    /// The size bounds every worker's JPEG decoder applies (see ``ImageLimits``).
+    public let imageLimits: ImageLimits
 
     let pool: FloatBufferPool
     private let statisticsLock = NSLock()
     private var _statistics = LoaderStatistics()
+    private var reported = Set<Int>()
+    private var _onSkippedImage: (@Sendable (SkippedImage) -> Void)?
     private var workspaces: [TransformWorkspace] = []
 
     /// Creates a loader.
@@ -60,10 +83,14 @@ public final class DataLoader: @unchecked Sendable {
     ///   - workers: decode/augment threads (>= 1).
     ///   - prefetchBatches: queue bound; defaults to twice the workers.
     ///   - mixing: Mixup/CutMix applied per batch (training), or nil.
+    ///   - imageLimits: size bounds for decoding; `nil` means ``ImageLimits/fromEnvironment(_:)``
+    ///     (the standard limits unless `USI_MAX_IMAGE_PIXELS` / `USI_MAX_IMAGE_BYTES` are set).
+    ///   - onSkippedImage: see ``onSkippedImage``.
     public init(dataset: any ImageDataset, transform: any SampleTransform, sampler: any Sampler,
                 batchSize: Int, workers: Int = 2, prefetchBatches: Int? = nil, dropLast: Bool = true,
                 mixing: MixupCutmix? = nil, seed: UInt64 = 0,
-                corruptImagePolicy: CorruptImagePolicy = .skip) throws {
+                corruptImagePolicy: CorruptImagePolicy = .skip, imageLimits: ImageLimits? = nil,
+                onSkippedImage: (@Sendable (SkippedImage) -> Void)? = nil) throws {
         guard batchSize >= 1, workers >= 1 else {
             throw DataError.invalidArgument("loader needs batchSize >= 1 and workers >= 1, got \(batchSize), \(workers)")
         }
@@ -80,8 +107,21 @@ public final class DataLoader: @unchecked Sendable {
         self.mixing = mixing
         self.seed = seed
         self.corruptImagePolicy = corruptImagePolicy
+        let limits = try imageLimits ?? ImageLimits.fromEnvironment()
+        self.imageLimits = limits
+        _onSkippedImage = onSkippedImage
         pool = FloatBufferPool(elementCount: batchSize * transform.outputSize)
-        workspaces = try (0..<workers).map { _ in try TransformWorkspace() }
+        workspaces = try (0..<workers).map { _ in try TransformWorkspace(imageLimits: limits) }
+    }
+
+    /// Called once per dataset index the first time that sample cannot be loaded and is
+    /// skipped (``CorruptImagePolicy/skip``), with the file and the reason — the hook for a
+    /// log line. It runs on a worker thread, while that worker waits, so it must be quick and
+    /// thread-safe. Set it before asking for batches; later failures of the same index are
+    /// only counted (``EpochBatches/skippedSamples``, ``statistics``).
+    public var onSkippedImage: (@Sendable (SkippedImage) -> Void)? {
+        get { statisticsLock.lock(); defer { statisticsLock.unlock() }; return _onSkippedImage }
+        set { statisticsLock.lock(); _onSkippedImage = newValue; statisticsLock.unlock() }
     }
 
     /// Counters so far.
@@ -119,6 +159,7 @@ public final class DataLoader: @unchecked Sendable {
         let workspace = workspaces[worker]
         var labels = [Int32](repeating: 0, count: count)
         var used = [Int](repeating: 0, count: count)
+        var skipped = 0
         for k in 0..<count {
             let position = start + k
             var index = indices[position]
@@ -132,7 +173,8 @@ public final class DataLoader: @unchecked Sendable {
                     break
                 } catch {
                     guard corruptImagePolicy == .skip, attempt < 16, dataset.count > 1 else { throw error }
-                    record(error)
+                    record(error, index: index, epoch: epoch)
+                    skipped += 1
                     attempt += 1
                     index = (index + 1) % dataset.count
                 }
@@ -153,14 +195,29 @@ public final class DataLoader: @unchecked Sendable {
         return Batch(epoch: epoch, index: batch, count: count, height: transform.outputHeight,
                      width: transform.outputWidth, channels: transform.outputChannels, images: storage,
                      labels: labels, targets: targets, classCount: dataset.classCount, indices: used,
-                     mixing: parameters)
+                     mixing: parameters, skippedSamples: skipped)
     }
 
-    private func record(_ error: Error) {
+    private func record(_ error: Error, index: Int, epoch: Int) {
         statisticsLock.lock()
         _statistics.skippedSamples += 1
         if _statistics.skippedErrors.count < 20 { _statistics.skippedErrors.append("\(error)") }
+        let first = reported.insert(index).inserted
+        if first { _statistics.distinctSkippedImages += 1 }
+        let callback = first ? _onSkippedImage : nil
         statisticsLock.unlock()
+        // Outside the lock: the callback may read `statistics`.
+        if let callback {
+            callback(SkippedImage(index: index, name: sampleName(index), reason: "\(error)", epoch: epoch))
+        }
+    }
+
+    private func sampleName(_ index: Int) -> String {
+        switch try? dataset.source(at: index) {
+        case .file(let path): return path
+        case .encoded(_, let name): return name
+        case .pixels, nil: return "sample \(index)"
+        }
     }
 }
 
@@ -179,6 +236,10 @@ public final class EpochBatches: @unchecked Sendable {
     public var epoch: Int { state.epoch }
     /// Number of batches.
     public var count: Int { state.count }
+    /// Samples of this epoch that could not be loaded and were replaced
+    /// (``CorruptImagePolicy/skip``), summed over the batches returned by ``next()`` so far:
+    /// after the last batch, the epoch's total (the same whatever the number of workers).
+    public var skippedSamples: Int { state.skippedSamples }
     /// The next batch in order, nil after the last. Throws the first worker error.
     public func next() throws -> Batch? { try state.next() }
     /// All remaining batches (convenience for small data and tests).
@@ -205,6 +266,7 @@ final class EpochState: @unchecked Sendable {
     private var failure: Error?
     private var cancelled = false
     private var running = 0
+    private var skipped = 0
 
     init(loader: DataLoader, epoch: Int, indices: [Int], first: Int) {
         self.loader = loader
@@ -238,8 +300,15 @@ final class EpochState: @unchecked Sendable {
         if let failure { throw failure }
         guard let batch = ready.removeValue(forKey: consumed) else { return nil }
         consumed += 1
+        skipped += batch.skippedSamples
         condition.broadcast()
         return batch
+    }
+
+    var skippedSamples: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return skipped
     }
 
     func waitForWorkers() {

@@ -24,6 +24,9 @@ public struct IDXDataset: ImageDataset {
         guard labels.dimensions.count == 1 else {
             throw DataError.corrupt(path: labelsPath, reason: "expected labels of shape [count], got \(labels.dimensions)")
         }
+        guard images.dimensions[0] > 0 else {
+            throw DataError.corrupt(path: imagesPath, reason: "holds no images (shape \(images.dimensions))")
+        }
         guard labels.dimensions[0] == images.dimensions[0] else {
             throw DataError.corrupt(path: labelsPath, reason: "\(labels.dimensions[0]) labels for \(images.dimensions[0]) images in '\(imagesPath)'")
         }

@@ -1,4 +1,9 @@
 import CZlib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An IDX array of unsigned bytes, the format of MNIST and Fashion-MNIST
 /// (`train-images-idx3-ubyte.gz`, …): a magic number `0x0000 08 nd`, `nd` big-endian
@@ -15,39 +20,66 @@ public struct IDXFile: Sendable, Equatable {
               dimensions.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) }) else {
             throw DataError.invalidArgument("IDX dimensions must be 1 to 255 non-negative 32-bit sizes, got \(dimensions)")
         }
-        guard bytes.count == dimensions.reduce(1, *) else {
-            throw DataError.invalidArgument("IDX dimensions \(dimensions) need \(dimensions.reduce(1, *)) bytes, got \(bytes.count)")
+        var product = 1
+        for d in dimensions {
+            let (m, overflow) = product.multipliedReportingOverflow(by: max(d, 1))
+            guard !overflow else { throw DataError.invalidArgument("IDX dimensions \(dimensions) overflow the element count") }
+            product = m
+        }
+        if dimensions.contains(0) { product = 0 }
+        guard bytes.count == product else {
+            throw DataError.invalidArgument("IDX dimensions \(dimensions) need \(product) bytes, got \(bytes.count)")
         }
         self.dimensions = dimensions
         self.bytes = bytes
     }
 
+    /// The largest data section ``init(contentsOf:maximumBytes:)`` accepts by default: 4 GiB
+    /// (Fashion-MNIST's training images are 47 MB). A gzip file can expand about a
+    /// thousandfold, so this bounds what a small file can make the reader allocate.
+    public static let defaultMaximumBytes = 1 << 32
+
     /// Reads an IDX file (gzip-compressed or not).
     ///
     /// Throws ``DataError/corrupt(path:reason:)`` for a wrong magic number, an element type
-    /// other than unsigned byte, or a file shorter than its header says.
-    public init(contentsOf path: String) throws {
+    /// other than unsigned byte, dimensions whose product overflows or exceeds `maximumBytes`,
+    /// a file shorter than its header says, or bytes after the data. Memory grows with the
+    /// data actually read (a gzip file is inflated chunk by chunk), never with what the header
+    /// claims alone; a raw file's size is checked against its header before any data is read.
+    public init(contentsOf path: String, maximumBytes: Int = IDXFile.defaultMaximumBytes) throws {
         guard let file = gzopen(path, "rb") else {
             throw DataError.unreadable(path: path, reason: "cannot open file")
         }
         defer { gzclose(file) }
         _ = gzbuffer(file, 1 << 17)
 
+        /// Reads up to `count` bytes into `destination`; returns how many (0 at the end).
+        func readSome(_ destination: UnsafeMutableRawPointer, _ count: Int, what: String) throws -> Int {
+            let got = gzread(file, destination, UInt32(min(count, 1 << 30)))
+            if got < 0 {
+                var code: Int32 = 0
+                let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
+                throw DataError.corrupt(path: path, reason: "\(message) while reading \(what)")
+            }
+            return Int(got)
+        }
+
+        /// Reads exactly `count` bytes, growing the array with the data that arrives.
         func read(_ count: Int, what: String) throws -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: count)
-            var done = 0
-            while done < count {
-                let chunk = Int32(min(count - done, 1 << 30))
-                let got = out.withUnsafeMutableBytes { gzread(file, $0.baseAddress! + done, UInt32(chunk)) }
-                if got < 0 {
-                    var code: Int32 = 0
-                    let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
-                    throw DataError.corrupt(path: path, reason: "\(message) while reading \(what)")
+            var out: [UInt8] = []
+            let chunk = 1 << 24
+            while out.count < count {
+                let start = out.count
+                let want = min(count - start, chunk)
+                if out.capacity < start + want {
+                    out.reserveCapacity(min(count, max(2 * out.capacity, start + want)))
                 }
+                out.append(contentsOf: repeatElement(0, count: want))
+                let got = try out.withUnsafeMutableBytes { try readSome($0.baseAddress! + start, want, what: what) }
+                if got < want { out.removeLast(want - got) }
                 if got == 0 {
-                    throw DataError.corrupt(path: path, reason: "truncated: \(what) needs \(count) bytes, file ends after \(done)")
+                    throw DataError.corrupt(path: path, reason: "truncated: \(what) needs \(count) bytes, file ends after \(out.count)")
                 }
-                done += Int(got)
             }
             return out
         }
@@ -67,15 +99,37 @@ public struct IDXFile: Sendable, Equatable {
             let b = header[(4 * d)..<(4 * d + 4)].map(Int.init)
             dims.append(b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3])
         }
-        let (total, overflow) = dims.reduce((1, false)) { acc, d in
-            let (m, o) = acc.0.multipliedReportingOverflow(by: d)
-            return (m, acc.1 || o)
+        // Every dimension is below 2^32, so each partial product of up to 255 of them is
+        // checked; a zero dimension does not excuse an overflow (the others size the images).
+        var total = 1, overflow = false
+        for d in dims {
+            let (m, o) = total.multipliedReportingOverflow(by: max(d, 1))
+            total = m
+            overflow = overflow || o
         }
-        guard !overflow, total < 1 << 40 else {
-            throw DataError.corrupt(path: path, reason: "dimensions \(dims) are too large")
+        guard !overflow, total <= maximumBytes else {
+            throw DataError.corrupt(path: path, reason: "dimensions \(dims) describe more than the \(maximumBytes)-byte limit of an IDX file")
+        }
+        if dims.contains(0) { total = 0 }
+        if gzdirect(file) == 1 {
+            // An uncompressed file: its size must match the header before anything is read.
+            var info = stat()
+            if stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                let expected = 4 + 4 * rank + total, actual = Int(info.st_size)
+                if actual < expected {
+                    throw DataError.corrupt(path: path, reason: "truncated: data of shape \(dims) needs \(total) bytes, file ends after \(max(0, actual - 4 - 4 * rank))")
+                }
+                if actual > expected {
+                    throw DataError.corrupt(path: path, reason: "\(actual - expected) unexpected bytes after the data of shape \(dims)")
+                }
+            }
         }
         self.dimensions = dims
         self.bytes = try read(total, what: "data of shape \(dims)")
+        var extra: UInt8 = 0
+        if try readSome(&extra, 1, what: "the end of the file") != 0 {
+            throw DataError.corrupt(path: path, reason: "unexpected bytes after the data of shape \(dims)")
+        }
     }
 
     /// Writes the array as an IDX file, gzip-compressed when `compressed` (the default).

@@ -17,9 +17,11 @@ public struct Image: Sendable, Equatable {
             throw DataError.invalidArgument(
                 "image must have positive size and 1 or 3 channels, got \(width)x\(height)x\(channels)")
         }
-        guard pixels.count == width * height * channels else {
+        let (area, o1) = width.multipliedReportingOverflow(by: height)
+        let (samples, o2) = area.multipliedReportingOverflow(by: channels)
+        guard !o1, !o2, pixels.count == samples else {
             throw DataError.invalidArgument(
-                "image of \(width)x\(height)x\(channels) needs \(width * height * channels) samples, got \(pixels.count)")
+                "image of \(width)x\(height)x\(channels) needs \(o1 || o2 ? "more than Int.max" : "\(samples)") samples, got \(pixels.count)")
         }
         self.width = width
         self.height = height

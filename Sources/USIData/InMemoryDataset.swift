@@ -22,9 +22,11 @@ public struct InMemoryDataset: ImageDataset {
         guard width > 0, height > 0, channels == 1 || channels == 3 else {
             throw DataError.invalidArgument("in-memory images need positive size and 1 or 3 channels, got \(width)x\(height)x\(channels)")
         }
-        let sampleSize = width * height * channels
-        guard pixels.count == labels.count * sampleSize else {
-            throw DataError.invalidArgument("\(labels.count) labels need \(labels.count * sampleSize) pixel samples, got \(pixels.count)")
+        let (area, o1) = width.multipliedReportingOverflow(by: height)
+        let (sampleSize, o2) = area.multipliedReportingOverflow(by: channels)
+        let (needed, o3) = sampleSize.multipliedReportingOverflow(by: labels.count)
+        guard !o1, !o2, !o3, pixels.count == needed else {
+            throw DataError.invalidArgument("\(labels.count) labels of \(width)x\(height)x\(channels) images need \(o1 || o2 || o3 ? "more than Int.max" : "\(needed)") pixel samples, got \(pixels.count)")
         }
         let names = classNames ?? (0..<((labels.max() ?? -1) + 1)).map(String.init)
         if let bad = labels.first(where: { $0 < 0 || $0 >= names.count }) {

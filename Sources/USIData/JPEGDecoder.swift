@@ -26,34 +26,82 @@ public struct JPEGHeader: Sendable, Equatable {
 ///
 /// One decoder holds one TurboJPEG handle and is not thread-safe: give every worker thread
 /// its own. Behaviour on bad input:
-/// - a file that is not a JPEG, or whose headers are damaged, throws
+/// - a file that is not a JPEG, or whose headers are damaged, or that libjpeg-turbo does not
+///   support (12-bit, lossless SOF3, arithmetic-coded hierarchical…), throws
 ///   ``DataError/decodeFailed(name:reason:)`` naming the file;
+/// - a file larger than ``limits`` allows (encoded bytes, or `width × height` in its frame
+///   header) throws the same error before any pixel or coefficient buffer is allocated —
+///   progressive and multi-scan files included, whose whole-image coefficient buffer is what
+///   makes a tiny hostile file expensive;
+/// - a progressive file with more than 500 scans throws (TurboJPEG's `TJFLAG_LIMITSCANS`), which
+///   bounds the decode time of a small file;
 /// - a file whose entropy-coded data ends early (a truncated download) decodes: libjpeg-turbo
 ///   fills the missing rows with grey and reports a warning, which is tolerated and
 ///   reported through ``DecodedJPEG/hadWarning``.
+///
+/// After any error the TurboJPEG handle is replaced by a fresh one. libjpeg-turbo 2.x leaves a
+/// handle whose header read failed half-way through a file's markers, so that the next file's
+/// start of image looks like a second one ("two SOI markers"); one unsupported file would
+/// otherwise break every later decode on the same worker.
 public final class JPEGDecoder {
-    private let handle: tjhandle
+    private var handle: tjhandle?
+    /// The size bounds checked before decoding (see ``ImageLimits``).
+    public var limits: ImageLimits
 
     /// Creates a decoder (one TurboJPEG handle).
-    public init() throws {
+    ///
+    /// - Parameter limits: size bounds; `nil` means ``ImageLimits/fromEnvironment(_:)``
+    ///   (the standard limits unless `USI_MAX_IMAGE_PIXELS` / `USI_MAX_IMAGE_BYTES` are set).
+    public init(limits: ImageLimits? = nil) throws {
         guard let handle = tjInitDecompress() else {
             throw DataError.decodeFailed(name: "-", reason: "cannot create a TurboJPEG decompressor")
         }
         self.handle = handle
+        do {
+            self.limits = try limits ?? ImageLimits.fromEnvironment()
+        } catch {
+            tjDestroy(handle)
+            throw error
+        }
     }
 
-    deinit { tjDestroy(handle) }
+    deinit { if let handle { tjDestroy(handle) } }
 
-    /// Reads the header of an encoded JPEG.
+    /// The live handle, recreated if an earlier reset could not make one.
+    private func liveHandle(name: String) throws -> tjhandle {
+        if let handle { return handle }
+        guard let fresh = tjInitDecompress() else {
+            throw DataError.decodeFailed(name: name, reason: "cannot create a TurboJPEG decompressor")
+        }
+        handle = fresh
+        return fresh
+    }
+
+    /// Replaces the handle after an error (see the type's documentation for why).
+    private func reset() {
+        if let handle { tjDestroy(handle) }
+        handle = tjInitDecompress()
+    }
+
+    /// The handle's last error message (read before ``reset()``, which discards it).
+    private func lastError(_ handle: tjhandle) -> String {
+        tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
+    }
+
+    /// Reads the header of an encoded JPEG. Throws for an encoded size above
+    /// ``ImageLimits/maximumFileBytes``; the pixel limit is checked by the decode calls.
     public func header(of bytes: UnsafeRawBufferPointer, name: String) throws -> JPEGHeader {
         guard let base = bytes.baseAddress, bytes.count > 2 else {
             throw DataError.decodeFailed(name: name, reason: "file is empty")
         }
+        try limits.check(fileBytes: bytes.count, name: name)
+        let handle = try liveHandle(name: name)
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, space: Int32 = 0
         let status = tjDecompressHeader3(handle, base.assumingMemoryBound(to: UInt8.self),
                                          UInt(bytes.count), &width, &height, &subsampling, &space)
         guard status == 0, width > 0, height > 0 else {
-            let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? ""
+            let message = lastError(handle)
+            reset()
             if message.contains("subsampling"), let frame = JPEGMarkers.frame(in: bytes) {
                 // TurboJPEG 2.x only names the usual subsamplings; tjDecompress2 decodes others.
                 let space: JPEGHeader.ColorSpace
@@ -64,7 +112,7 @@ public final class JPEGDecoder {
                 }
                 return JPEGHeader(width: frame.width, height: frame.height, colorSpace: space)
             }
-            throw DataError.decodeFailed(name: name, reason: notJPEGReason(bytes))
+            throw DataError.decodeFailed(name: name, reason: Self.notJPEGReason(bytes, message: message))
         }
         let colorSpace: JPEGHeader.ColorSpace
         switch Int(space) {
@@ -112,10 +160,11 @@ public final class JPEGDecoder {
         }
     }
 
-    /// Decodes a JPEG file.
+    /// Decodes a JPEG file (refusing, before reading it, a file above
+    /// ``ImageLimits/maximumFileBytes``).
     public func decode(file path: String, scaleDenominator: Int = 1) throws -> DecodedJPEG {
         let bytes = ByteBuffer()
-        let size = try bytes.read(file: path)
+        let size = try bytes.read(file: path, maximumBytes: limits.maximumFileBytes)
         return try decode([UInt8](UnsafeBufferPointer(start: bytes.pointer, count: size)),
                           name: path, scaleDenominator: scaleDenominator)
     }
@@ -133,6 +182,11 @@ public final class JPEGDecoder {
             throw DataError.invalidArgument("JPEG scale denominator must be 1, 2, 4 or 8, got \(scaleDenominator)")
         }
         let header = try known ?? self.header(of: bytes, name: name)
+        // Before anything is allocated: libjpeg sizes its coefficient buffer (progressive and
+        // multi-scan files) by the full-resolution frame, whatever the scale.
+        try limits.check(width: header.width, height: header.height, name: name)
+        try limits.check(fileBytes: bytes.count, name: name)
+        guard let base = bytes.baseAddress else { throw DataError.decodeFailed(name: name, reason: "file is empty") }
         let (width, height) = Self.scaledSize(width: header.width, height: header.height,
                                               scaleDenominator: scaleDenominator)
         let cmyk = header.colorSpace == .cmyk || header.colorSpace == .yccK
@@ -140,16 +194,18 @@ public final class JPEGDecoder {
         let decodedChannels = header.colorSpace == .gray ? 1 : (cmyk ? 4 : 3)
         // CMYK decodes to 4 channels first and is converted in place to 3.
         output.reserve(width * height * decodedChannels)
-        let status = tjDecompress2(handle, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+        let handle = try liveHandle(name: name)
+        let status = tjDecompress2(handle, base.assumingMemoryBound(to: UInt8.self),
                                    UInt(bytes.count), output.pointer, Int32(width),
                                    Int32(width * decodedChannels), Int32(height),
-                                   Int32(format.rawValue), 0)
+                                   Int32(format.rawValue), TJFLAG_LIMITSCANS)
         var hadWarning = false
         if status != 0 {
             if tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) {
                 hadWarning = true
             } else {
-                let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
+                let message = lastError(handle)
+                reset()
                 throw DataError.decodeFailed(name: name, reason: message)
             }
         }
@@ -160,8 +216,7 @@ public final class JPEGDecoder {
                       header: header, hadWarning: hadWarning)
     }
 
-    private func notJPEGReason(_ bytes: UnsafeRawBufferPointer) -> String {
-        let message = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
+    private static func notJPEGReason(_ bytes: UnsafeRawBufferPointer, message: String) -> String {
         if bytes.count >= 2 && !(bytes[0] == 0xFF && bytes[1] == 0xD8) {
             return "not a JPEG file (no SOI marker); \(message)"
         }

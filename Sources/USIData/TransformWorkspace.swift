@@ -13,8 +13,17 @@ public final class TransformWorkspace {
     public internal(set) var warningCount = 0
 
     /// Creates a workspace.
-    public init() throws {
-        decoder = try JPEGDecoder()
+    ///
+    /// - Parameter imageLimits: size bounds for the JPEGs it decodes; `nil` means
+    ///   ``ImageLimits/fromEnvironment(_:)``.
+    public init(imageLimits: ImageLimits? = nil) throws {
+        decoder = try JPEGDecoder(limits: imageLimits)
+    }
+
+    /// The size bounds of this workspace's decoder.
+    public var imageLimits: ImageLimits {
+        get { decoder.limits }
+        set { decoder.limits = newValue }
     }
 }
 
@@ -45,7 +54,7 @@ extension TransformWorkspace {
         }
         switch source {
         case .file(let path):
-            let size = try encoded.read(file: path)
+            let size = try encoded.read(file: path, maximumBytes: decoder.limits.maximumFileBytes)
             return try decodeJPEG(UnsafeRawBufferPointer(start: encoded.pointer, count: size), name: path)
         case .encoded(let bytes, let name):
             return try bytes.withUnsafeBytes { try decodeJPEG($0, name: name) }

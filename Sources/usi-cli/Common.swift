@@ -42,8 +42,10 @@ func loadEvaluationData(_ path: String) throws -> any ImageDataset {
 
 /// A model built from `--model` and a weights file, with classes/channels/size taken from the
 /// file's metadata when present (as this library writes them).
-func loadModel(name: String, weights: String, classes: Int?) throws -> (any Backbone, WeightsMetadata) {
-    try Models.create(fromWeights: URL(fileURLWithPath: weights), architecture: name, classes: classes)
+func loadModel(name: String, weights: String, classes: Int?) throws -> (any Backbone, WeightsMetadata, SafeTensorsFile) {
+    let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weights))
+    let (model, metadata) = try Models.create(fromWeights: file, source: weights, architecture: name, classes: classes)
+    return (model, metadata, file)
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {

@@ -6,7 +6,11 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Top-1/top-5 accuracy of trained weights on a validation set.",
-        discussion: "DATA is `fashion-mnist` (its test set), a folder with val/<class>/*.jpg, or a folder of class sub-folders.")
+        discussion: """
+        DATA is `fashion-mnist` (its test set), a folder with val/<class>/*.jpg, or a folder of class sub-folders.
+        Weights or logits that are NaN or infinite are an error (they would otherwise rank every label first).
+        JPEGs above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding.
+        """)
 
     @Argument(help: "fashion-mnist, or an image folder.")
     var data: String
@@ -21,13 +25,28 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print {\"top1\": x, \"top5\": x, \"count\": n}.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var imageLimitOptions: ImageLimitOptions
+
+    /// Set by the `logits` hook (which runs on the evaluating thread and cannot throw) when a
+    /// batch's logits are not finite.
+    final class NonFiniteFlag: @unchecked Sendable { var seen = false }
 
     func run() throws {
         try threadOptions.apply()
+        try imageLimitOptions.apply()
         let dataset = try loadEvaluationData(data)
-        let (backbone, _) = try loadModel(name: model, weights: weights, classes: dataset.classCount)
+        let (backbone, _, file) = try loadModel(name: model, weights: weights, classes: dataset.classCount)
+        try requireFiniteWeights(file)
         let crop = cropFraction ?? (data == "fashion-mnist" ? 1 : nil)
-        let result = try Evaluator.evaluate(backbone, on: dataset, batchSize: batchSize, cropFraction: crop)
+        let nonFinite = NonFiniteFlag()
+        let result = try Evaluator.evaluate(backbone, on: dataset, batchSize: batchSize, cropFraction: crop, logits: { x in
+            let out = backbone(x)
+            if out.hasNonFinite { nonFinite.seen = true }
+            return out
+        })
+        if nonFinite.seen {
+            throw CommandFailure(description: "the model's logits on \(data) are NaN or infinite (weights '\(weights)'); no accuracy can be reported")
+        }
         if json {
             try printJSON(result)
         } else {
@@ -39,7 +58,11 @@ struct Evaluate: ParsableCommand {
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify JPEG images with trained weights.",
-        discussion: "Class names come from the weights' metadata when present (as `usi train` writes them).")
+        discussion: """
+        Class names come from the weights' metadata when present (as `usi train` writes them); control characters in them and in file names are removed from text output.
+        An image that cannot be read or decoded is reported on standard error and the others are still classified; the exit status is then 1.
+        JPEGs above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding. NaN or infinite weights or logits are an error.
+        """)
 
     @Argument(help: "JPEG files.")
     var images: [String]
@@ -49,9 +72,10 @@ struct Predict: ParsableCommand {
     var weights: String
     @Option(help: "Predictions per image.")
     var top = 5
-    @Flag(help: "Print JSON.")
+    @Flag(help: "Print JSON: one object per image, with `predictions`, or `error` when it failed.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var imageLimitOptions: ImageLimitOptions
 
     struct Prediction: Codable {
         var label: Int
@@ -61,6 +85,8 @@ struct Predict: ParsableCommand {
     struct ImageResult: Codable {
         var image: String
         var predictions: [Prediction]
+        /// Why this image has no predictions (absent when it has).
+        var error: String?
     }
 
     func validate() throws {
@@ -70,31 +96,58 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try threadOptions.apply()
-        let (backbone, metadata) = try loadModel(name: model, weights: weights, classes: nil)
+        try imageLimitOptions.apply()
+        let (backbone, metadata, file) = try loadModel(name: model, weights: weights, classes: nil)
+        try requireFiniteWeights(file)
         backbone.eval()
         let names = metadata.classNames
         let transform = try Evaluator.transform(for: backbone.config)
         let workspace = try TransformWorkspace()
-        var results: [ImageResult] = []
-        for path in images {
-            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("image '\(path)' does not exist") }
+        let c = backbone.config
+
+        /// One image's predictions; any error is this image's alone.
+        func classify(_ path: String) throws -> [Prediction] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw CommandFailure(description: "image '\(path)' does not exist")
+            }
+            guard !isDirectory.boolValue else { throw CommandFailure(description: "image '\(path)' is a directory") }
             var generator = RandomGenerator(seed: 0)
             let pixels = try transform.apply(.file(path: path), generator: &generator, workspace: workspace)
-            let c = backbone.config
             let x = Tensor(shape: [1, c.inputSize, c.inputSize, c.inputChannels], values: pixels)
-            let probabilities = withoutGradients { softmax(backbone(x)) }.toArray()
+            let logits = withoutGradients { backbone(x) }
+            guard !logits.hasNonFinite else {
+                throw CommandFailure(description: "the model's logits for '\(path)' are NaN or infinite")
+            }
+            let probabilities = softmax(logits).toArray()
             let ranked = probabilities.enumerated().sorted { $0.element > $1.element }.prefix(top)
-            results.append(ImageResult(image: path, predictions: ranked.map { entry in
+            return ranked.map { entry in
                 Prediction(label: entry.offset, name: names.flatMap { entry.offset < $0.count ? $0[entry.offset] : nil },
                            probability: Double(entry.element))
-            }))
-        }
-        if json { try printJSON(results); return }
-        for result in results {
-            print(result.image)
-            for p in result.predictions {
-                print("  \(format(100 * p.probability, digits: 2).leftPadded(6)) %  \(p.name ?? "class \(p.label)")")
             }
+        }
+
+        var results: [ImageResult] = []
+        var failures = 0
+        for path in images {
+            do {
+                let predictions = try classify(path)
+                results.append(ImageResult(image: path, predictions: predictions))
+                guard !json else { continue }
+                print(terminalSafe(path))
+                for p in predictions {
+                    print("  \(format(100 * p.probability, digits: 2).leftPadded(6)) %  \(terminalSafe(p.name ?? "class \(p.label)"))")
+                }
+            } catch {
+                failures += 1
+                results.append(ImageResult(image: path, predictions: [], error: "\(error)"))
+                printError("Error: \(terminalSafe("\(error)"))")
+            }
+        }
+        if json { try printJSON(results) }
+        if failures > 0 {
+            printError("\(failures) of \(images.count) images failed")
+            throw ExitCode(1)
         }
     }
 }

@@ -111,3 +111,61 @@ extension SafeTensorsTests {
         #expect(ours == (try Data(contentsOf: url)), "regenerate with: USI_WRITE_FIXTURE=1 Scripts/test --filter writesPythonReadableFile")
     }
 }
+
+/// Headers whose numbers are hostile: every one must throw a `SafeTensorsError` naming the
+/// file, the tensor and the field (before this reader checked its arithmetic, the first ones
+/// stopped `usi convert` and `usi predict` with SIGILL).
+extension SafeTensorsTests {
+    static let hostile: [(json: String, data: Int, field: String, message: String)] = [
+        (#"{"a":{"dtype":"F32","shape":[3037000500,3037000500],"data_offsets":[0,4]}}"#, 4, "shape", "more elements than an Int"),
+        (#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,4]}}"#, 4, "shape", "more bytes than an Int"),
+        (#"{"a":{"dtype":"F64","shape":[1152921504606846976,8],"data_offsets":[0,8]}}"#, 8, "shape", "more"),
+        (#"{"a":{"dtype":"F32","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}}"#, 0, "shape", "more elements than an Int"),
+        (#"{"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}}"#, 4, "shape", "not a list of 64-bit integers"),
+        (#"{"a":{"dtype":"F32","shape":[1e30],"data_offsets":[0,4]}}"#, 4, "shape", "not a list of 64-bit integers"),
+        (#"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,4]}}"#, 4, "shape", "not a list of 64-bit integers"),
+        (#"{"a":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}"#, 4, "shape", "not a list of 64-bit integers"),
+        (#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, 4, "shape", "negative"),
+        (#"{"a":{"dtype":"F32","shape":"12","data_offsets":[0,4]}}"#, 4, "shape", "not a list"),
+        (#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[9223372036854775807,9223372036854775811]}}"#, 4, "data_offsets", "not a list of 64-bit integers"),
+        (#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[9223372036854775803,9223372036854775807]}}"#, 4, "gap", "gap"),
+        (#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#, 4, "data_offsets", "invalid range"),
+        (#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#, 4, "data_offsets", "two offsets"),
+        (#"{"a":{"dtype":"F32","shape":[1]}}"#, 4, "data_offsets", "missing"),
+        (#"{"a":{"dtype":7,"shape":[1],"data_offsets":[0,4]}}"#, 4, "dtype", "not a string"),
+        (#"{"a":[1,2]}"#, 0, "(entry)", "needs dtype"),
+        (#"{"__metadata__":{"k":1}}"#, 0, "__metadata__[k]", "not a string"),
+        (#"[1,2,3]"#, 0, "header", "not a JSON object"),
+        (String(repeating: "[", count: 100_000), 0, "header", "JSON"),
+    ]
+
+    @Test("overflow-shaped and ill-typed headers throw errors naming file, tensor and field", arguments: hostile.indices)
+    func rejectsHostileNumbers(_ index: Int) {
+        let (json, size, field, message) = Self.hostile[index]
+        do {
+            _ = try SafeTensorsFile(data: Self.header(json, data: size), source: "hostile-\(index).safetensors")
+            Issue.record("\(json): accepted")
+        } catch let error as SafeTensorsError {
+            #expect(error.description.hasPrefix("hostile-\(index).safetensors: "), "\(error)")
+            #expect(error.description.contains(field) && error.description.contains(message), "\(error)")
+            if json.hasPrefix(#"{"a""#) { #expect(error.description.contains("'a'") || field == "gap", "\(error)") }
+        } catch {
+            Issue.record("\(json): unexpected error \(error)")
+        }
+    }
+
+    @Test("empty tensors at the same offset as a following tensor load in either order")
+    func emptyTensorsTie() throws {
+        // Python writes a zero-size tensor as [k, k]; before ties were ordered, a file holding
+        // one at the start of another tensor failed at random ("overlaps").
+        let json = #"{"b":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"a":{"dtype":"F32","shape":[0,5],"data_offsets":[0,0]},"c":{"dtype":"F32","shape":[0],"data_offsets":[2,2]}}"#
+        for _ in 0..<20 {
+            var data = Self.header(json, data: 0)
+            data.append(contentsOf: [7, 9])
+            let file = try SafeTensorsFile(data: data, source: "empty.safetensors")
+            #expect(try file.tensor("a").shape == [0, 5])
+            #expect(try file.integers("b") == [7, 9])
+            #expect(try file.tensor("c").count == 0)
+        }
+    }
+}

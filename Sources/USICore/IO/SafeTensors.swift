@@ -29,12 +29,21 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
 /// Reading validates the whole header up front (size, JSON, dtypes, that byte ranges match
 /// shapes, lie inside the file and neither overlap nor leave holes), so a truncated or
 /// malformed file fails with a clear error before any tensor is used. Files are memory-mapped.
+///
+/// Every number in the header is untrusted: shapes, element counts, byte counts and offsets
+/// are checked with overflow-reporting arithmetic, and any violation throws a
+/// ``SafeTensorsError`` naming the file, the tensor and the field. What a file can make this
+/// reader allocate is bounded by the file itself: the header at most
+/// ``maximumHeaderBytes`` (parsed into at most a few times that), and because the byte ranges
+/// must tile the data section exactly, ``tensor(_:)`` allocates at most 4 bytes per byte of
+/// the tensor in the file (F32 from U8/I8/BOOL) and ``integers(_:)`` at most 8.
 public struct SafeTensorsFile: Sendable {
     /// One tensor's header entry.
     public struct Entry: Sendable, Equatable {
         /// Element type in the file.
         public let dtype: SafeTensorsDType
-        /// PyTorch-layout shape.
+        /// PyTorch-layout shape. The product of its dimensions (zeros counted as one) and the
+        /// byte count both fit in an `Int`, so code that multiplies them out cannot overflow.
         public let shape: [Int]
         /// Byte range within the data section.
         public let byteRange: Range<Int>
@@ -82,27 +91,25 @@ public struct SafeTensorsFile: Sendable {
         }
         dataStart = 8 + Int(headerLength)
         let headerBytes = data.subdata(in: data.startIndex + 8 ..< data.startIndex + dataStart)
-        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let header = json as? [String: Any] else {
-            throw SafeTensorsError("\(source): header is not a JSON object")
-        }
-        var metadata: [String: String] = [:]
-        var entries: [String: Entry] = [:]
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let map = value as? [String: Any] else {
-                    throw SafeTensorsError("\(source): __metadata__ must be a map of strings")
-                }
-                for (k, v) in map {
-                    guard let s = v as? String else { throw SafeTensorsError("\(source): __metadata__[\(k)] is not a string") }
-                    metadata[k] = s
-                }
-                continue
-            }
-            entries[name] = try Self.parseEntry(name, value, source: source)
+        let header: SafeTensorsHeader
+        do {
+            header = try JSONDecoder().decode(SafeTensorsHeader.self, from: headerBytes)
+        } catch let error as SafeTensorsFieldError {
+            throw SafeTensorsError("\(source): tensor '\(error.tensor)' field \(error.field): \(error.message)")
+        } catch let error as DecodingError {
+            throw SafeTensorsError("\(source): \(SafeTensorsHeader.describe(error))")
+        } catch {
+            throw SafeTensorsError("\(source): header is not a JSON object (\(error))")
         }
         // Byte ranges must tile the data section exactly: sorted, no overlap, no hole, no excess.
+        // Ties are broken by the end (an empty tensor [k, k] before one starting at k) and the
+        // name, so the order, and so the message for a bad file, never depends on hashing.
         var expected = 0
-        for (name, entry) in entries.sorted(by: { $0.value.byteRange.lowerBound < $1.value.byteRange.lowerBound }) {
+        let ordered = header.entries.sorted { a, b in
+            (a.value.byteRange.lowerBound, a.value.byteRange.upperBound, a.key)
+                < (b.value.byteRange.lowerBound, b.value.byteRange.upperBound, b.key)
+        }
+        for (name, entry) in ordered {
             if entry.byteRange.lowerBound < expected {
                 throw SafeTensorsError("\(source): tensor '\(name)' overlaps the previous tensor's bytes")
             }
@@ -118,32 +125,8 @@ public struct SafeTensorsFile: Sendable {
         if expected < available {
             throw SafeTensorsError("\(source): \(available - expected) unexpected bytes after the last tensor")
         }
-        self.metadata = metadata
-        self.entries = entries
-    }
-
-    private static func parseEntry(_ name: String, _ value: Any, source: String) throws -> Entry {
-        guard let map = value as? [String: Any], let dtypeName = map["dtype"] as? String,
-              let shapeValues = map["shape"] as? [Any], let offsets = map["data_offsets"] as? [Any], offsets.count == 2
-        else { throw SafeTensorsError("\(source): tensor '\(name)' needs dtype, shape and two data_offsets") }
-        guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-            throw SafeTensorsError("\(source): tensor '\(name)' has unsupported dtype \(dtypeName)")
-        }
-        let shape = try shapeValues.map { v -> Int in
-            guard let n = (v as? NSNumber)?.intValue, n >= 0 else {
-                throw SafeTensorsError("\(source): tensor '\(name)' has an invalid shape \(shapeValues)")
-            }
-            return n
-        }
-        guard let begin = (offsets[0] as? NSNumber)?.intValue, let end = (offsets[1] as? NSNumber)?.intValue,
-              begin >= 0, end >= begin else {
-            throw SafeTensorsError("\(source): tensor '\(name)' has invalid data_offsets \(offsets)")
-        }
-        let elements = shape.reduce(1, *)
-        guard end - begin == elements * dtype.size else {
-            throw SafeTensorsError("\(source): tensor '\(name)' of shape \(shape) and dtype \(dtypeName) needs \(elements * dtype.size) bytes, offsets give \(end - begin)")
-        }
-        return Entry(dtype: dtype, shape: shape, byteRange: begin..<end)
+        self.metadata = header.metadata
+        self.entries = header.entries
     }
 
     private func entry(_ name: String) throws -> Entry {
@@ -190,6 +173,109 @@ public struct SafeTensorsFile: Sendable {
             default: throw SafeTensorsError("\(source): tensor '\(name)' is \(entry.dtype.rawValue), not an integer type")
             }
         }
+    }
+}
+
+/// A problem with one field of one tensor's header entry (turned into a ``SafeTensorsError``
+/// that names the file as well).
+struct SafeTensorsFieldError: Error {
+    var tensor: String
+    var field: String
+    var message: String
+}
+
+/// The JSON header, decoded strictly: numbers must be exact integers (`JSONDecoder` refuses
+/// `2.5`, `1e30`, `2^64` and booleans where `JSONSerialization` would silently round, saturate
+/// or zero them), and every size is checked before it is multiplied out.
+struct SafeTensorsHeader: Decodable {
+    var metadata: [String: String] = [:]
+    var entries: [String: SafeTensorsFile.Entry] = [:]
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys {
+            if key.stringValue == "__metadata__" {
+                metadata = try container.decode([String: String].self, forKey: key)
+            } else {
+                entries[key.stringValue] = try Self.entry(key.stringValue, try container.superDecoder(forKey: key))
+            }
+        }
+    }
+
+    private enum EntryKey: String, CodingKey { case dtype, shape, data_offsets }
+
+    private static func entry(_ name: String, _ decoder: any Decoder) throws -> SafeTensorsFile.Entry {
+        func fail(_ field: String, _ message: String) -> SafeTensorsFieldError {
+            SafeTensorsFieldError(tensor: name, field: field, message: message)
+        }
+        let map: KeyedDecodingContainer<EntryKey>
+        do { map = try decoder.container(keyedBy: EntryKey.self) } catch {
+            throw fail("(entry)", "needs dtype, shape and two data_offsets")
+        }
+        guard let dtypeName = try? map.decode(String.self, forKey: .dtype) else {
+            throw fail("dtype", "missing or not a string")
+        }
+        guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+            throw fail("dtype", "unsupported dtype \(dtypeName)")
+        }
+        let shape = try integers(map, .shape, name: name)
+        let offsets = try integers(map, .data_offsets, name: name)
+        guard offsets.count == 2 else { throw fail("data_offsets", "needs two offsets, got \(offsets.count)") }
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("shape", "negative dimension in \(shape)") }
+        // Zeros count as one: a [0, 2^62, 4] tensor is empty, but code that computes strides
+        // or partial products from its shape must not overflow either.
+        var elements = 1
+        for d in shape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: max(d, 1))
+            guard !overflow else { throw fail("shape", "\(shape) has more elements than an Int can count") }
+            elements = product
+        }
+        if shape.contains(0) { elements = 0 }
+        let (byteCount, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow else { throw fail("shape", "\(shape) of \(dtypeName) needs more bytes than an Int can count") }
+        let (begin, end) = (offsets[0], offsets[1])
+        guard begin >= 0, end >= begin else { throw fail("data_offsets", "invalid range \(offsets)") }
+        guard end - begin == byteCount else {
+            throw fail("data_offsets", "shape \(shape) and dtype \(dtypeName) needs \(byteCount) bytes, offsets give \(end - begin)")
+        }
+        return SafeTensorsFile.Entry(dtype: dtype, shape: shape, byteRange: begin..<end)
+    }
+
+    /// An array of exact integers, with a message naming the field when it is not one.
+    private static func integers(_ map: KeyedDecodingContainer<EntryKey>, _ key: EntryKey, name: String) throws -> [Int] {
+        guard map.contains(key) else {
+            throw SafeTensorsFieldError(tensor: name, field: key.rawValue, message: "missing")
+        }
+        do {
+            return try map.decode([Int].self, forKey: key)
+        } catch {
+            let shown = (try? map.decode([Double].self, forKey: key)).map { "\($0)" } ?? "a value that is not an array of numbers"
+            throw SafeTensorsFieldError(tensor: name, field: key.rawValue,
+                                        message: "\(shown) is not a list of 64-bit integers")
+        }
+    }
+
+    /// A decoding error as a sentence naming the field.
+    static func describe(_ error: DecodingError) -> String {
+        let context: DecodingError.Context
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): context = c
+        case .keyNotFound(_, let c): context = c
+        @unknown default: return "header is not a valid safetensors JSON object"
+        }
+        let path = context.codingPath.map(\.stringValue)
+        if path.first == "__metadata__" {
+            return path.count > 1 ? "__metadata__[\(path[1])] is not a string" : "__metadata__ must be a map of strings"
+        }
+        if path.isEmpty { return "header is not a JSON object (\(context.debugDescription))" }
+        return "header field \(path.joined(separator: ".")): \(context.debugDescription)"
     }
 }
 
