@@ -14,6 +14,7 @@ enum TrainingCheckpoint {
         var images: Int
         var seconds: Double
         var learningRate: Double
+        var skippedImages: Int
     }
 
     struct State {

@@ -38,10 +38,12 @@ public struct EpochMetrics: Codable, Sendable {
     public var imagesPerSecond: Double
     /// Best top-1 so far (model or EMA).
     public var bestTop1: Double
+    /// Training images that could not be decoded and were replaced by others this epoch.
+    public var skippedImages: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case epoch, lr, trainLoss = "train_loss", top1, top5, top1EMA = "top1_ema", top5EMA = "top5_ema", seconds,
-             imagesPerSecond = "img_s", bestTop1 = "best_top1"
+             imagesPerSecond = "img_s", bestTop1 = "best_top1", skippedImages = "skipped_images"
     }
 }
 

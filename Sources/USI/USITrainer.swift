@@ -96,6 +96,9 @@ public final class USITrainer: @unchecked Sendable {
         let studentConfig = student.config
         let stepsPerEpoch = recipe.stepsPerEpoch
         let loader = try recipe.makeTrainingLoader(data: data.train, student: studentConfig, config: config)
+        loader.onSkippedImage = { [logger] skipped in
+            logger.warning("skipped an unreadable training image (replaced by another): \(skipped.reason)")
+        }
         var history: [EpochMetrics] = []
         var best = (top1: -1.0, top5: 0.0, epoch: -1, isEMA: false)
         var resumed: (epoch: Int, progress: TrainingCheckpoint.Progress?)?
@@ -142,6 +145,7 @@ public final class USITrainer: @unchecked Sendable {
             let epochStart = ContinuousClock.now - .seconds(progress?.seconds ?? 0)
             var lossSum = progress?.lossSum ?? 0, lossCount = progress?.lossCount ?? 0, images = progress?.images ?? 0
             var lr = progress?.learningRate ?? 0
+            let skippedBefore = progress?.skippedImages ?? 0
             var stepInEpoch = progress?.step ?? 0
             var lastCheckpoint = ContinuousClock.now
             let batches = loader.batches(epoch: epoch, startingAt: stepInEpoch)
@@ -171,7 +175,8 @@ public final class USITrainer: @unchecked Sendable {
                 if let output, let interval = checkpointInterval, stepInEpoch < stepsPerEpoch,
                    ContinuousClock.now - lastCheckpoint >= interval {
                     let position = TrainingCheckpoint.Progress(step: stepInEpoch, lossSum: lossSum, lossCount: lossCount,
-                                                               images: images, seconds: elapsed, learningRate: lr)
+                                                               images: images, seconds: elapsed, learningRate: lr,
+                                                               skippedImages: skippedBefore + batches.skippedSamples)
                     manifest = try commitPartial(position, epoch: epoch, to: output, after: manifest)
                     lastCheckpoint = ContinuousClock.now
                 }
@@ -190,7 +195,8 @@ public final class USITrainer: @unchecked Sendable {
             let metrics = EpochMetrics(epoch: epoch, lr: lr, trainLoss: lossSum / Double(max(lossCount, 1)),
                                        top1: modelResult.top1, top5: modelResult.top5, top1EMA: emaResult?.top1,
                                        top5EMA: emaResult?.top5, seconds: seconds(since: epochStart),
-                                       imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1)
+                                       imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1,
+                                       skippedImages: skippedBefore + batches.skippedSamples)
             history.append(metrics)
             if let output {
                 manifest = try commitEpoch(epoch, metrics: metrics, improved: improved, emaBetter: emaBetter,

@@ -45,7 +45,8 @@ final class ProgressDisplay: @unchecked Sendable {
             print("Epoch \(m.epoch): train loss \(format(m.trainLoss, digits: 4))  top-1 \(format(m.top1, digits: 2)) %  "
                   + "top-5 \(format(m.top5, digits: 2)) %"
                   + (m.top1EMA.map { "  EMA top-1 \(format($0, digits: 2)) %" } ?? "")
-                  + "  best \(format(m.bestTop1, digits: 2)) %  (\(format(m.seconds, digits: 0)) s)")
+                  + "  best \(format(m.bestTop1, digits: 2)) %  (\(format(m.seconds, digits: 0)) s)"
+                  + (m.skippedImages > 0 ? "  skipped \(m.skippedImages) unreadable images" : ""))
         case .finished:
             break
         }
