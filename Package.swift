@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 import PackageDescription
 
 // The hot loops are plain C; give them the optimiser's full attention in every build
@@ -54,7 +54,8 @@ let package = Package(
         .testTarget(name: "USICoreTests", dependencies: ["USICore", "CUSIKernels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "USIDataTests", dependencies: ["USIData", "CZlib"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "USIModelsTests", dependencies: ["USIModels"]),
+        // Its fixtures are read from the source tree (#filePath), not bundled.
+        .testTarget(name: "USIModelsTests", dependencies: ["USIModels"], exclude: ["Fixtures"]),
         .testTarget(name: "USITests", dependencies: ["USI"]),
         // Runs the built `usi` executable end to end (it depends on it so that it is built first).
         .testTarget(name: "CLITests", dependencies: ["usi-cli"]),
