@@ -6,7 +6,7 @@ import USI
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kernels, models and the data pipeline on this machine.",
-        subcommands: [BenchModels.self, BenchKernels.self, BenchData.self],
+        subcommands: [BenchModels.self, BenchKernels.self, BenchData.self, BenchStep.self],
         defaultSubcommand: BenchModels.self)
 }
 
