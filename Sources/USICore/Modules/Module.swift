@@ -122,7 +122,11 @@ open class Module {
     /// Drops every parameter's gradient.
     public func zeroGradients() { for p in namedParameters() { p.tensor.zeroGrad() } }
 
-    static func join(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+    /// `prefix.name`; an empty side adds no dot (a wrapper's own entry has suffix `""`, and key
+    /// `""` puts a child's state directly under its parent).
+    static func join(_ prefix: String, _ name: String) -> String {
+        prefix.isEmpty ? name : name.isEmpty ? prefix : "\(prefix).\(name)"
+    }
 
     // MARK: - Discovery
 
