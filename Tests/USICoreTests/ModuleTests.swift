@@ -110,6 +110,16 @@ struct ModuleTests {
         }
     }
 
+    @Test("Docs/CUSTOM_BACKBONE.md shows CustomBackboneExample.swift from its import on")
+    func guideShowsTheExample() throws {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let example = try String(contentsOf: here.appendingPathComponent("CustomBackboneExample.swift"), encoding: .utf8)
+        let guide = try String(contentsOf: here.appendingPathComponent("../../Docs/CUSTOM_BACKBONE.md"), encoding: .utf8)
+        let code = try #require(example.range(of: "import USICore")).lowerBound
+        let block = try #require(guide.components(separatedBy: "```swift\n").dropFirst().first?.components(separatedBy: "```").first)
+        #expect(block == String(example[code...]), "update the guide's first code block to the example file")
+    }
+
     @Test("freeze stops gradients; no tape is recorded for a frozen model")
     func freezing() {
         let net = TinyNet()
@@ -248,15 +258,20 @@ struct DeclaredStateTests {
 
     @Test("a stored Tensor that is not declared stops the program")
     func undeclaredTensorStops() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = UndeclaredTensor().namedParameters()
         }
+        // The message names the type and the property, in optimised builds too.
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("UndeclaredTensor.weight") && message.contains("@Parameter"), "\(message)")
     }
 
     @Test("reading a keyed declaration its initialiser never set stops the program")
     func unsetDeclarationStops() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = UnsetDeclaration().weight
         }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("_name.wrappedValue"), "\(message)")
     }
 }
