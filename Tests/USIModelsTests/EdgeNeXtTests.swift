@@ -30,7 +30,7 @@ struct EdgeNeXtTests {
         #expect(entry.defaultConfig.inputSize == 256 && entry.defaultConfig.cropFraction == 0.95)
         #expect(entry.defaultConfig.interpolation == .bicubic && entry.defaultConfig.mean == BackboneConfig.imagenetMean)
         #expect(throws: ModelError.self) { try Models.create("edgenext_small", inputSize: 16) }
-        let model = try Models.create("edgenext_small", classes: 10, inputChannels: 1, inputSize: 32)
+        let model = try #require(try Models.create("edgenext_small", classes: 10, inputChannels: 1, inputSize: 32) as? any HeadedBackbone)
         #expect(model.classifierPrefixes == ["head.fc."])
         model.eval()
         let x = Tensor(shape: [1, 32, 32, 1], repeating: 0.25)

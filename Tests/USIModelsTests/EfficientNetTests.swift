@@ -39,7 +39,7 @@ struct EfficientNetTests {
         let b0 = try Models.entry("efficientnet_b0")
         #expect(b0.defaultConfig.mean == BackboneConfig.imagenetMean && b0.defaultConfig.inputSize == 224)
         #expect(b0.defaultConfig.cropFraction == 0.875 && b0.defaultConfig.interpolation == .bicubic)
-        let model = try Models.create("efficientnet_b0", classes: 10, inputChannels: 1, inputSize: 32)
+        let model = try #require(try Models.create("efficientnet_b0", classes: 10, inputChannels: 1, inputSize: 32) as? any HeadedBackbone)
         model.eval()
         let x = Tensor(shape: [1, 32, 32, 1], repeating: 0.25)
         let features = withoutGradients { model.forwardFeatures(x) }

@@ -41,7 +41,7 @@ struct LeViTTests {
         let entry = try Models.entry("levit_256")
         #expect(entry.family == "transformer" && entry.defaultConfig.cropFraction == 0.9)
         #expect(entry.defaultConfig.mean == BackboneConfig.imagenetMean)
-        let model = try Models.create("levit_128s", classes: 10, inputSize: 64)
+        let model = try #require(try Models.create("levit_128s", classes: 10, inputSize: 64) as? any HeadedBackbone)
         #expect(model.classifierPrefixes == ["head.", "head_dist."])
         #expect(model.noWeightDecay.count == 2 + 3 + 4 + 2)
         #expect(model.noWeightDecay.contains("stages.1.downsample.attn_downsample.attention_biases"))
@@ -57,7 +57,7 @@ struct LeViTTests {
         let source = try Models.create("levit_128s", classes: 1000, inputSize: 64)
         let file = try SafeTensorsFile(data: SafeTensors.encode(source.stateDict()), source: "1000 classes")
         let model = try Models.create("levit_128s", classes: 10, inputSize: 64)
-        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierPrefixes)
+        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierKeyPrefixes)
         #expect(report.skipped.sorted() == ["head.linear.bias", "head.linear.weight", "head_dist.linear.bias", "head_dist.linear.weight"])
         #expect(report.missing.isEmpty && report.unexpected.isEmpty)
     }

@@ -19,7 +19,7 @@ struct MLPModelsTests {
         #expect(resmlp.mean == BackboneConfig.imagenetMean && resmlp.cropFraction == 0.875 && resmlp.interpolation == .bicubic)
 
         // Another input size changes the token-mixing widths (tokens = (size/16)²).
-        let small = try Models.create("mixer_s16_224", classes: 10, inputChannels: 1, inputSize: 64)
+        let small = try #require(try Models.create("mixer_s16_224", classes: 10, inputChannels: 1, inputSize: 64) as? any HeadedBackbone)
         let sd = small.stateDict()
         #expect(sd["blocks.0.mlp_tokens.fc1.weight"]!.shape == [256, 16])
         #expect(sd["stem.proj.weight"]!.shape == [512, 1, 16, 16])
@@ -31,7 +31,7 @@ struct MLPModelsTests {
         #expect(y.shape == [2, 10])
         #expect(throws: ModelError.self) { try Models.create("mixer_s16_224", inputSize: 50) }
 
-        let res = try Models.create("resmlp_12_224", classes: 0, inputSize: 32)
+        let res = try #require(try Models.create("resmlp_12_224", classes: 0, inputSize: 32) as? any HeadedBackbone)
         #expect(res.stateDict()["blocks.0.ls1"]!.shape == [384])
         #expect(res.stateDict()["blocks.0.norm1.alpha"]!.shape == [1, 1, 384])
         #expect(res.stateDict()["blocks.0.linear_tokens.weight"]!.shape == [4, 4])
@@ -46,7 +46,7 @@ struct MLPModelsTests {
         let file = try SafeTensorsFile(data: SafeTensors.encode(source.stateDict()), source: "1000 classes")
         let model = try Models.create("resmlp_12_224", classes: 10, inputSize: 32)
         #expect(throws: StateDictError.self) { try model.load(file) }
-        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierPrefixes)
+        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierKeyPrefixes)
         #expect(report.skipped.sorted() == ["head.bias", "head.weight"])
         #expect(report.missing.isEmpty && report.unexpected.isEmpty)
     }

@@ -97,14 +97,14 @@ enum MobileFamilyFixtures {
         let file = try SafeTensorsFile(data: data, source: "\(arch)-1000")
         let target = try Models.create(arch, classes: 10, inputSize: 64)
         #expect(throws: StateDictError.self) { try target.load(file, strict: true) }
-        let report = try target.load(file, strict: false, skippingMismatchedPrefixes: target.classifierPrefixes)
+        let report = try target.load(file, strict: false, skippingMismatchedPrefixes: target.classifierKeyPrefixes)
         #expect(!report.skipped.isEmpty && report.skipped.allSatisfy { key in
-            target.classifierPrefixes.contains { key.hasPrefix($0) }
+            target.classifierKeyPrefixes.contains { key.hasPrefix($0) }
         }, "\(arch): skipped \(report.skipped)")
         #expect(report.missing.isEmpty && report.unexpected.isEmpty && report.mismatched.isEmpty, "\(report)")
         // Everything but the classifier now equals the source.
         let ours = target.stateDict(), theirs = source.stateDict()
-        for (key, record) in ours where !target.classifierPrefixes.contains(where: { key.hasPrefix($0) }) {
+        for (key, record) in ours where !target.classifierKeyPrefixes.contains(where: { key.hasPrefix($0) }) {
             #expect(record.bytes == theirs[key]?.bytes, "\(arch): \(key) not loaded")
         }
     }
@@ -170,7 +170,7 @@ struct MobileNetV3Tests {
         #expect(entry.defaultConfig.inputSize == 224 && entry.defaultConfig.cropFraction == 0.875)
         #expect(entry.defaultConfig.interpolation == .bicubic)
         #expect(entry.defaultConfig.mean == BackboneConfig.imagenetMean)
-        let model = try Models.create("mobilenetv3_small_050", classes: 10, inputChannels: 1, inputSize: 32)
+        let model = try #require(try Models.create("mobilenetv3_small_050", classes: 10, inputChannels: 1, inputSize: 32) as? any HeadedBackbone)
         #expect(model.config.classes == 10 && model.config.inputChannels == 1 && model.config.inputSize == 32)
         #expect(model.classifierPrefixes == ["classifier."])
         let x = Tensor(shape: [1, 28, 28, 1], repeating: 0.5)

@@ -131,7 +131,7 @@ enum CNNTestSupport {
         let source = try Models.create(name, seed: 1)
         try DeterministicFill.fill(source)
         let target = try Models.create(name, classes: 10, seed: 2)
-        let prefixes = target.classifierPrefixes
+        let prefixes = target.classifierKeyPrefixes
         let file = try weights(of: source)
         #expect(throws: StateDictError.self, sourceLocation: sourceLocation) { try target.load(file) }
         let report = try target.load(file, strict: false, skippingMismatchedPrefixes: prefixes)
@@ -169,7 +169,8 @@ enum CNNTestSupport {
     /// `forwardFeatures`/`forwardHead(preLogits:)`/`resetClassifier` behave as timm's.
     static func checkHead(_ name: String, featureChannels: Int, inputSize: Int = 64, featureSize: Int,
                           sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let model = try Models.create(name, classes: 7, inputChannels: 1, inputSize: inputSize)
+        let model = try #require(try Models.create(name, classes: 7, inputChannels: 1, inputSize: inputSize) as? any HeadedBackbone,
+                                 sourceLocation: sourceLocation)
         #expect(model.config.classes == 7 && model.config.inputChannels == 1 && model.config.inputSize == inputSize,
                 sourceLocation: sourceLocation)
         #expect(model.config.mean.count == 1 && model.config.standardDeviation.count == 1, sourceLocation: sourceLocation)

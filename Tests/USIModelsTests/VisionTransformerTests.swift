@@ -169,7 +169,7 @@ struct VisionTransformerTests {
         let model = try Models.create("deit_tiny_patch16_224", classes: 10, inputSize: 32, seed: 3)
         #expect(throws: StateDictError.self) { try model.load(file) }
         let freshHead = model.stateDict()["head.weight"]!.bytes
-        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierPrefixes)
+        let report = try model.load(file, strict: false, skippingMismatchedPrefixes: model.classifierKeyPrefixes)
         print("  \(report)")
         #expect(report.skipped.sorted() == ["head.bias", "head.weight"])
         #expect(report.missing.isEmpty && report.unexpected.isEmpty && report.mismatched.isEmpty)
@@ -186,7 +186,7 @@ struct VisionTransformerTests {
         #expect(vit.mean == [0.5, 0.5, 0.5] && vit.standardDeviation == [0.5, 0.5, 0.5] && vit.cropFraction == 0.9)
         #expect(try Models.entry("deit_small_patch16_224").family == "transformer")
 
-        let model = try Models.create("deit_tiny_patch16_224", classes: 0, inputChannels: 1, inputSize: 32)
+        let model = try #require(try Models.create("deit_tiny_patch16_224", classes: 0, inputChannels: 1, inputSize: 32) as? any HeadedBackbone)
         #expect(model.noWeightDecay == ["pos_embed", "cls_token"])
         #expect(model.classifierPrefixes == ["head."])
         #expect(model.stateDict()["head.weight"] == nil)

@@ -122,7 +122,11 @@ open class Module {
     /// Drops every parameter's gradient.
     public func zeroGradients() { for p in namedParameters() { p.tensor.zeroGrad() } }
 
-    static func join(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+    /// `prefix.name`; an empty side adds no dot (a wrapper's own entry has suffix `""`, and key
+    /// `""` puts a child's state directly under its parent).
+    static func join(_ prefix: String, _ name: String) -> String {
+        prefix.isEmpty ? name : name.isEmpty ? prefix : "\(prefix).\(name)"
+    }
 
     // MARK: - Discovery
 
@@ -177,7 +181,9 @@ open class Module {
         } else if value is Tensor || value is Tensor? || value is [Tensor] {
             if case .some(.none) = value as? Tensor? { return }  // an absent optional tensor
             if !registered.isEmpty { return }  // transitional
-            preconditionFailure("""
+            // fatalError, not preconditionFailure: an optimised build drops a precondition's
+            // message and leaves a bare "Illegal instruction", which names nothing.
+            fatalError("""
                 \(type(of: self)).\(label) stores a Tensor that is not declared: mark it @Parameter (trained and \
                 saved), @Buffer (saved, not trained) or @Constant (neither)
                 """)
@@ -360,9 +366,10 @@ public struct ModuleInfo<Value>: DeclaredSlot {
     }
 }
 
-/// Reading a declared property that its initialiser never set is a bug in the module.
+/// Reading a declared property that its initialiser never set is a bug in the module (a
+/// fatalError, so the message survives optimised builds).
 private func unset<W>(_ wrapper: W.Type) -> Never {
-    preconditionFailure("\(W.self) read before the module's initialiser set it (assign `_name.wrappedValue` before super.init())")
+    fatalError("\(W.self) read before the module's initialiser set it (assign `_name.wrappedValue` before super.init())")
 }
 
 /// A module with one tensor in and one tensor out.

@@ -44,8 +44,6 @@ public final class ConvNeXtMlp: Module, UnaryLayer {
             fc2 = convNeXtLinear(hiddenChannels, channels)
         }
         super.init()
-        register("fc1", fc1)
-        register("fc2", fc2)
     }
 
     /// Applies the MLP over the channel (last) axis.
@@ -55,27 +53,23 @@ public final class ConvNeXtMlp: Module, UnaryLayer {
 /// The ConvNeXt block: 7×7 depthwise conv → LayerNorm → MLP (×4) → layer scale `gamma`,
 /// plus the identity shortcut.
 public final class ConvNeXtBlock: Module, UnaryLayer {
-    let convDepthwise: Conv2d
+    @ModuleInfo(key: "conv_dw") var convDepthwise: Conv2d
     let norm: LayerNorm
     let mlp: ConvNeXtMlp
-    let gamma: Tensor?
-    let dropPath: DropPath?
+    /// Layer scale (timm's `gamma`), `[C]`.
+    @Parameter var gamma: Tensor?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block. `layerScale` is timm's `ls_init_value` (nil disables `gamma`).
     public init(channels: Int, kernelSize: Int = 7, mlpRatio: Int = 4, convolutionalMlp: Bool,
                 layerScale: Float? = 1e-6, dropPathRate: Float = 0) {
-        convDepthwise = convNeXtConvolution(channels, channels, kernelSize: kernelSize, padding: (kernelSize - 1) / 2,
+        _convDepthwise.wrappedValue = convNeXtConvolution(channels, channels, kernelSize: kernelSize, padding: (kernelSize - 1) / 2,
                                             groups: channels)
         norm = LayerNorm(channels, epsilon: 1e-6)
         mlp = ConvNeXtMlp(channels: channels, hiddenChannels: mlpRatio * channels, convolutional: convolutionalMlp)
         gamma = layerScale.map { Tensor(shape: [channels], repeating: $0) }
         dropPath = dropPathRate > 0 ? DropPath(probability: dropPathRate) : nil
         super.init()
-        register("conv_dw", convDepthwise)
-        register("norm", norm)
-        register("mlp", mlp)
-        if let gamma { registerParameter("gamma", gamma) }
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -108,8 +102,6 @@ public final class ConvNeXtStage: Module, UnaryLayer {
                           dropPathRate: dropPathRates[i])
         })
         super.init()
-        if let downsample { register("downsample", downsample) }
-        register("blocks", blocks)
     }
 
     /// Runs the stage.
@@ -127,14 +119,11 @@ public final class ConvNeXtHead: Module {
         norm = LayerNorm(features, epsilon: 1e-6)
         fc = classes > 0 ? convNeXtLinear(features, classes) : Identity()
         super.init()
-        register("norm", norm)
-        register("fc", fc)
     }
 
     func reset(classes: Int) {
         fc = classes > 0 ? convNeXtLinear(features, classes) : Identity()
         fc.train(isTraining)
-        register("fc", fc)
     }
 }
 
@@ -171,10 +160,10 @@ public final class ConvNeXt: Module, HeadedBackbone {
     /// Dropout probability before the classifier (timm's `drop_rate`).
     public let dropRate: Float
 
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
     let stem: Sequential
     let stages: Sequential
     let head: ConvNeXtHead
-    private let headDropout: Dropout?
 
     /// Builds the network with timm's initialisation (truncated-normal σ 0.02 weights, zero
     /// biases, layer scale 1e-6).
@@ -182,7 +171,7 @@ public final class ConvNeXt: Module, HeadedBackbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let dims = architecture.dims
         stem = Sequential([
             convNeXtConvolution(config.inputChannels, dims[0], kernelSize: 4, stride: 4),
@@ -204,10 +193,6 @@ public final class ConvNeXt: Module, HeadedBackbone {
         featureCount = previous
         head = ConvNeXtHead(features: previous, classes: config.classes)
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("stem", stem)
-        register("stages", self.stages)
-        register("head", head)
     }
 
     /// Stem and stages: `[N, H/32, W/32, C]`.

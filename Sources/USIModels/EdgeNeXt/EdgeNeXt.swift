@@ -15,7 +15,6 @@ public final class EdgeNeXtPositionalEncoding: Module {
         self.hiddenDimension = hiddenDimension
         self.temperature = temperature
         super.init()
-        register("token_projection", token_projection)
     }
 
     /// The `[1, H·W, dimension]` encoding of an `H × W` map.
@@ -49,8 +48,6 @@ public final class EdgeNeXtMlp: Module, UnaryLayer {
         fc1 = Linear(inputFeatures: dimension, outputFeatures: hidden)
         fc2 = Linear(inputFeatures: hidden, outputFeatures: dimension)
         super.init()
-        register("fc1", fc1)
-        register("fc2", fc2)
     }
 
     /// Applies the MLP to `[..., dimension]`.
@@ -63,7 +60,7 @@ public final class EdgeNeXtMlp: Module, UnaryLayer {
 public final class EdgeNeXtCrossCovarianceAttention: Module, UnaryLayer {
     let qkv: Linear, proj: Linear
     /// `[heads, 1, 1]`.
-    let temperature: Tensor
+    @Parameter var temperature: Tensor
     let heads: Int
 
     init(_ dimension: Int, heads: Int, qkvBias: Bool) {
@@ -72,9 +69,6 @@ public final class EdgeNeXtCrossCovarianceAttention: Module, UnaryLayer {
         temperature = Tensor(shape: [heads, 1, 1], repeating: 1)
         self.heads = heads
         super.init()
-        registerParameter("temperature", temperature)
-        register("qkv", qkv)
-        register("proj", proj)
     }
 
     /// `[B, N, C]` tokens to `[B, N, C]`.
@@ -100,8 +94,8 @@ func edgeNeXtL2Normalized(_ x: Tensor) -> Tensor {
 /// the input.
 public final class EdgeNeXtConvBlock: Module, UnaryLayer {
     let conv_dw: Conv2d, norm: LayerNorm, mlp: EdgeNeXtMlp
-    let gamma: Tensor
-    let dropPath: DropPath?
+    @Parameter var gamma: Tensor
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(_ dimension: Int, kernelSize: Int, expansion: Int, layerScale: Float, dropPath rate: Float) {
         conv_dw = Conv2d(inputChannels: dimension, outputChannels: dimension, kernelSize: kernelSize,
@@ -111,11 +105,6 @@ public final class EdgeNeXtConvBlock: Module, UnaryLayer {
         gamma = Tensor(shape: [dimension], repeating: layerScale)
         dropPath = rate > 0 ? DropPath(probability: rate) : nil
         super.init()
-        registerParameter("gamma", gamma)
-        register("conv_dw", conv_dw)
-        register("norm", norm)
-        register("mlp", mlp)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// `[N, H, W, C]` to `[N, H, W, C]`.
@@ -134,9 +123,10 @@ public final class EdgeNeXtSplitTransposeBlock: Module, UnaryLayer {
     let pos_embd: EdgeNeXtPositionalEncoding?
     let norm_xca: LayerNorm, xca: EdgeNeXtCrossCovarianceAttention
     let norm: LayerNorm, mlp: EdgeNeXtMlp
-    let gamma_xca: Tensor, gamma: Tensor
+    @Parameter var gamma_xca: Tensor
+    @Parameter var gamma: Tensor
     let chunkSizes: [Int]
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(_ dimension: Int, scales: Int, heads: Int, expansion: Int, positionalEncoding: Bool, layerScale: Float,
          dropPath rate: Float) {
@@ -157,15 +147,6 @@ public final class EdgeNeXtSplitTransposeBlock: Module, UnaryLayer {
         gamma = Tensor(shape: [dimension], repeating: layerScale)
         dropPath = rate > 0 ? DropPath(probability: rate) : nil
         super.init()
-        registerParameter("gamma_xca", gamma_xca)
-        registerParameter("gamma", gamma)
-        register("convs", Sequential(convs))
-        if let pos_embd { register("pos_embd", pos_embd) }
-        register("norm_xca", norm_xca)
-        register("xca", xca)
-        register("norm", norm)
-        register("mlp", mlp)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// `[N, H, W, C]` to `[N, H, W, C]`.
@@ -221,8 +202,6 @@ public final class EdgeNeXtStage: Module, UnaryLayer {
         }
         blocks = Sequential(layers)
         super.init()
-        if let downsample { register("downsample", downsample) }
-        register("blocks", blocks)
     }
 
     /// `[N, H, W, Cin]` to `[N, H/stride, W/stride, Cout]`.
@@ -238,14 +217,11 @@ public final class EdgeNeXtHead: Module {
         norm = LayerNorm(features, epsilon: 1e-6)
         fc = classes > 0 ? Linear(inputFeatures: features, outputFeatures: classes) : Identity()
         super.init()
-        register("norm", norm)
-        register("fc", fc)
     }
 
     func replaceClassifier(features: Int, classes: Int) {
         fc = classes > 0 ? Linear(inputFeatures: features, outputFeatures: classes) : Identity()
         fc.train(isTraining)
-        register("fc", fc)
     }
 }
 
@@ -287,10 +263,10 @@ public final class EdgeNeXt: Module, HeadedBackbone {
     /// Dropout probability before the classifier (timm's `drop_rate`, default 0).
     public let dropRate: Float
 
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
     let stem: Sequential
     let stages: Sequential
     let head: EdgeNeXtHead
-    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (truncated normal std 0.02 for
     /// convs and linears, zero biases, layer scale 1e-6). Inputs must be at least 32 px.
@@ -301,7 +277,7 @@ public final class EdgeNeXt: Module, HeadedBackbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let dims = architecture.dimensions
         stem = Sequential([
             Conv2d(inputChannels: config.inputChannels, outputChannels: dims[0], kernelSize: 4, stride: 4),
@@ -328,10 +304,6 @@ public final class EdgeNeXt: Module, HeadedBackbone {
         featureCount = dims[dims.count - 1]
         head = EdgeNeXtHead(features: featureCount, classes: config.classes)
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("stem", stem)
-        register("stages", stages)
-        register("head", head)
         Self.initializeWeights(self)
     }
 

@@ -62,13 +62,13 @@ public final class EfficientNet: Module, HeadedBackbone {
     /// Dropout probability before the classifier (timm's `drop_rate`, default 0).
     public let dropRate: Float
 
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
     let conv_stem: Conv2d
     let bn1: BatchNorm
     let blocks: Sequential
     let conv_head: Conv2d
     let bn2: BatchNorm
     private(set) var classifier: any UnaryLayer
-    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (`_init_weight_goog`).
     /// - Parameters:
@@ -78,7 +78,7 @@ public final class EfficientNet: Module, HeadedBackbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let norm = architecture.normalization
         let stem = architecture.stemChannels
         conv_stem = efficientNetConvolution(config.inputChannels, stem, kernelSize: 3, stride: 2, padding: architecture.padding)
@@ -93,13 +93,6 @@ public final class EfficientNet: Module, HeadedBackbone {
         bn2 = norm.make(featureCount)
         classifier = config.classes > 0 ? Linear(inputFeatures: featureCount, outputFeatures: config.classes) : Identity()
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("conv_stem", conv_stem)
-        register("bn1", bn1)
-        register("blocks", blocks)
-        register("conv_head", conv_head)
-        register("bn2", bn2)
-        register("classifier", classifier)
         efficientNetInitializeWeights(self)
     }
 
@@ -123,7 +116,6 @@ public final class EfficientNet: Module, HeadedBackbone {
         config.classes = classes
         classifier = classes > 0 ? Linear(inputFeatures: featureCount, outputFeatures: classes) : Identity()
         classifier.train(isTraining)
-        register("classifier", classifier)
     }
 
     /// The classifier's keys.

@@ -103,8 +103,6 @@ public final class EfficientNetSqueezeExcite: Module, UnaryLayer {
         self.activation = activation
         self.gate = gate
         super.init()
-        register("conv_reduce", conv_reduce)
-        register("conv_expand", conv_expand)
     }
 
     /// Rescales the channels of `[N, H, W, C]`.
@@ -230,7 +228,7 @@ struct EfficientNetBlockContext {
 public final class EfficientNetDepthwiseSeparableBlock: Module, UnaryLayer {
     let conv_dw: Conv2d, bn1: BatchNorm, se: EfficientNetSqueezeExcite?, conv_pw: Conv2d, bn2: BatchNorm
     let activation: Activation, pointwiseActivation: Bool, hasSkip: Bool
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(_ spec: EfficientNetBlockSpec, _ c: EfficientNetBlockContext) {
         let channels = c.inputChannels
@@ -252,12 +250,6 @@ public final class EfficientNetDepthwiseSeparableBlock: Module, UnaryLayer {
         hasSkip = c.stride == 1 && c.inputChannels == c.outputChannels && !spec.noSkip
         dropPath = c.dropPath > 0 ? DropPath(probability: c.dropPath) : nil
         super.init()
-        register("conv_dw", conv_dw)
-        register("bn1", bn1)
-        if let se { register("se", se) }
-        register("conv_pw", conv_pw)
-        register("bn2", bn2)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -278,7 +270,7 @@ public final class EfficientNetInvertedResidualBlock: Module, UnaryLayer {
     let conv_pw: Conv2d, bn1: BatchNorm, conv_dw: Conv2d, bn2: BatchNorm
     let se: EfficientNetSqueezeExcite?, conv_pwl: Conv2d, bn3: BatchNorm
     let activation: Activation, hasSkip: Bool
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(_ spec: EfficientNetBlockSpec, _ c: EfficientNetBlockContext) {
         let mid = efficientNetMakeDivisible(Double(c.inputChannels) * spec.expansionRatio)
@@ -302,14 +294,6 @@ public final class EfficientNetInvertedResidualBlock: Module, UnaryLayer {
         hasSkip = c.stride == 1 && c.inputChannels == c.outputChannels && !spec.noSkip
         dropPath = c.dropPath > 0 ? DropPath(probability: c.dropPath) : nil
         super.init()
-        register("conv_pw", conv_pw)
-        register("bn1", bn1)
-        register("conv_dw", conv_dw)
-        register("bn2", bn2)
-        if let se { register("se", se) }
-        register("conv_pwl", conv_pwl)
-        register("bn3", bn3)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -328,7 +312,7 @@ public final class EfficientNetInvertedResidualBlock: Module, UnaryLayer {
 public final class EfficientNetConvBnActBlock: Module, UnaryLayer {
     let conv: Conv2d, bn1: BatchNorm
     let activation: Activation, hasSkip: Bool
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     init(_ spec: EfficientNetBlockSpec, _ c: EfficientNetBlockContext) {
         conv = efficientNetConvolution(c.inputChannels, c.outputChannels, kernelSize: spec.kernelSize, stride: c.stride,
@@ -338,9 +322,6 @@ public final class EfficientNetConvBnActBlock: Module, UnaryLayer {
         hasSkip = spec.forceSkip && c.stride == 1 && c.inputChannels == c.outputChannels
         dropPath = c.dropPath > 0 ? DropPath(probability: c.dropPath) : nil
         super.init()
-        register("conv", conv)
-        register("bn1", bn1)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.

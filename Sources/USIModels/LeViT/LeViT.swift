@@ -13,8 +13,6 @@ public final class LeViTConvNorm: Module, UnaryLayer {
         bn = BatchNorm(outputChannels)
         bn.weight?.fill(bnWeightInit)
         super.init()
-        register("linear", linear)
-        register("bn", bn)
     }
 
     /// Applies conv then BatchNorm to `[N, H, W, C]`.
@@ -32,8 +30,6 @@ public final class LeViTLinearNorm: Module, UnaryLayer {
         bn = BatchNorm(outputFeatures)
         bn.weight?.fill(bnWeightInit)
         super.init()
-        register("linear", linear)
-        register("bn", bn)
     }
 
     /// Applies Linear then BatchNorm to `[N, T, C]`.
@@ -50,8 +46,6 @@ public final class LeViTNormLinear: Module, UnaryLayer {
         linear = Linear(inputFeatures: inputFeatures, outputFeatures: outputFeatures)
         TransformerInit.truncatedNormal(linear)
         super.init()
-        register("bn", bn)
-        register("linear", linear)
     }
 
     /// Applies BatchNorm then Linear to `[N, C]`.
@@ -65,7 +59,6 @@ final class LeViTNamedLinearNorm: Module {
     init(_ ln: LeViTLinearNorm) {
         self.ln = ln
         super.init()
-        register("ln", ln)
     }
 }
 
@@ -91,7 +84,7 @@ enum LeViTAttentionBias {
 public final class LeViTAttention: Module, UnaryLayer {
     let qkv: LeViTLinearNorm, proj: LeViTNamedLinearNorm
     /// `[heads, resolution²]` relative-position biases (`attention_biases`), initialised to 0.
-    public let attentionBiases: Tensor
+    @Parameter(key: "attention_biases") public private(set) var attentionBiases: Tensor
     let heads: Int, keyDim: Int, valueDim: Int, resolution: Int
     let biasIndices: [Int]
     let activation: Activation
@@ -105,12 +98,9 @@ public final class LeViTAttention: Module, UnaryLayer {
         self.activation = activation
         qkv = LeViTLinearNorm(inputFeatures: dim, outputFeatures: heads * (2 * keyDim + valueDim))
         proj = LeViTNamedLinearNorm(LeViTLinearNorm(inputFeatures: heads * valueDim, outputFeatures: dim, bnWeightInit: 0))
-        attentionBiases = Tensor.zeros([heads, resolution * resolution])
+        _attentionBiases.wrappedValue = Tensor.zeros([heads, resolution * resolution])
         biasIndices = LeViTAttentionBias.indices(resolution: resolution, stride: 1)
         super.init()
-        register("qkv", qkv)
-        register("proj", proj)
-        registerParameter("attention_biases", attentionBiases)
     }
 
     /// Attends over `[N, resolution², C]`.
@@ -130,7 +120,7 @@ public final class LeViTAttention: Module, UnaryLayer {
 public final class LeViTAttentionDownsample: Module, UnaryLayer {
     let kv: LeViTLinearNorm, q: LeViTNamedLinearNorm, proj: LeViTNamedLinearNorm
     /// `[heads, resolution²]` relative-position biases (`attention_biases`).
-    public let attentionBiases: Tensor
+    @Parameter(key: "attention_biases") public private(set) var attentionBiases: Tensor
     let heads: Int, keyDim: Int, valueDim: Int, resolution: Int, stride: Int
     let biasIndices: [Int]
     let activation: Activation
@@ -147,13 +137,9 @@ public final class LeViTAttentionDownsample: Module, UnaryLayer {
         kv = LeViTLinearNorm(inputFeatures: inputDim, outputFeatures: heads * (keyDim + valueDim))
         q = LeViTNamedLinearNorm(LeViTLinearNorm(inputFeatures: inputDim, outputFeatures: heads * keyDim))
         proj = LeViTNamedLinearNorm(LeViTLinearNorm(inputFeatures: heads * valueDim, outputFeatures: outputDim))
-        attentionBiases = Tensor.zeros([heads, resolution * resolution])
+        _attentionBiases.wrappedValue = Tensor.zeros([heads, resolution * resolution])
         biasIndices = LeViTAttentionBias.indices(resolution: resolution, stride: stride)
         super.init()
-        register("kv", kv)
-        register("q", q)
-        register("proj", proj)
-        registerParameter("attention_biases", attentionBiases)
     }
 
     /// `[N, r², C]` tokens to `[N, ⌈r/2⌉², outDim]`.
@@ -193,8 +179,6 @@ public final class LeViTMlp: Module, UnaryLayer {
         ln2 = LeViTLinearNorm(inputFeatures: hiddenFeatures, outputFeatures: inputFeatures, bnWeightInit: 0)
         self.activation = activation
         super.init()
-        register("ln1", ln1)
-        register("ln2", ln2)
     }
 
     /// Applies the MLP to `[N, T, C]`.
@@ -204,7 +188,7 @@ public final class LeViTMlp: Module, UnaryLayer {
 /// LeViT's `LevitBlock`: residual attention then residual MLP.
 public final class LeViTBlock: Module, UnaryLayer {
     let attn: LeViTAttention, mlp: LeViTMlp
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block.
     public init(dim: Int, keyDim: Int, heads: Int, attentionRatio: Double, mlpRatio: Double, resolution: Int,
@@ -213,8 +197,6 @@ public final class LeViTBlock: Module, UnaryLayer {
         mlp = LeViTMlp(inputFeatures: dim, hiddenFeatures: Int(Double(dim) * mlpRatio))
         self.dropPath = dropPath > 0 ? DropPath(probability: dropPath, seed: seed) : nil
         super.init()
-        register("attn", attn)
-        register("mlp", mlp)
     }
 
     /// Applies the block to `[N, T, C]`.
@@ -228,18 +210,17 @@ public final class LeViTBlock: Module, UnaryLayer {
 
 /// LeViT's `LevitDownsample`: attention downsampling then a residual MLP (ratio 2).
 public final class LeViTDownsample: Module, UnaryLayer {
-    let attnDownsample: LeViTAttentionDownsample, mlp: LeViTMlp
-    let dropPath: DropPath?
+    @ModuleInfo(key: "attn_downsample") var attnDownsample: LeViTAttentionDownsample
+    let mlp: LeViTMlp
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the stage transition.
     public init(inputDim: Int, outputDim: Int, keyDim: Int, resolution: Int, dropPath: Float = 0, seed: UInt64 = 0) {
-        attnDownsample = LeViTAttentionDownsample(inputDim: inputDim, outputDim: outputDim, keyDim: keyDim,
+        _attnDownsample.wrappedValue = LeViTAttentionDownsample(inputDim: inputDim, outputDim: outputDim, keyDim: keyDim,
                                                   heads: inputDim / keyDim, attentionRatio: 4, resolution: resolution)
         mlp = LeViTMlp(inputFeatures: outputDim, hiddenFeatures: outputDim * 2)
         self.dropPath = dropPath > 0 ? DropPath(probability: dropPath, seed: seed) : nil
         super.init()
-        register("attn_downsample", attnDownsample)
-        register("mlp", mlp)
     }
 
     /// Downsamples `[N, r², Cin]` to `[N, ⌈r/2⌉², Cout]`.
@@ -247,6 +228,28 @@ public final class LeViTDownsample: Module, UnaryLayer {
         let y = attnDownsample(x)
         let m = mlp(y)
         return y + (dropPath.map { $0(m) } ?? m)
+    }
+}
+
+/// timm's `Stem16`: four stride-2 3×3 `ConvNorm`s (`conv1`…`conv4`) with hard-swish between
+/// them, `[N, H, W, C]` to `[N, H/16, W/16, D]`.
+final class LeViTStem: Module, UnaryLayer {
+    let conv1: LeViTConvNorm, conv2: LeViTConvNorm, conv3: LeViTConvNorm, conv4: LeViTConvNorm
+
+    /// `widths`: the input channels, then the four convolutions' outputs.
+    init(widths: [Int]) {
+        func convNorm(_ i: Int) -> LeViTConvNorm {
+            LeViTConvNorm(inputChannels: widths[i], outputChannels: widths[i + 1], kernelSize: 3, stride: 2, padding: 1)
+        }
+        conv1 = convNorm(0)
+        conv2 = convNorm(1)
+        conv3 = convNorm(2)
+        conv4 = convNorm(3)
+        super.init()
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        conv4(hardSwish(conv3(hardSwish(conv2(hardSwish(conv1(x)))))))
     }
 }
 
@@ -259,8 +262,6 @@ final class LeViTStage: Module, UnaryLayer {
         self.downsample = downsample
         self.blocks = blocks
         super.init()
-        if let downsample { register("downsample", downsample) }
-        register("blocks", Sequential(blocks))
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
@@ -312,10 +313,12 @@ public final class LeViT: Module, HeadedBackbone {
     public private(set) var config: BackboneConfig
     /// The shape hyper-parameters.
     public let architecture: Architecture
-    let stemConvs: [LeViTConvNorm]
+    let stem: LeViTStem
     let stages: [LeViTStage]
-    /// Classifier (`head`) and distillation classifier (`head_dist`); `nil` with 0 classes.
-    public private(set) var head: LeViTNormLinear?, headDistillation: LeViTNormLinear?
+    /// Classifier (`head`); `nil` with 0 classes.
+    public private(set) var head: LeViTNormLinear?
+    /// Distillation classifier (`head_dist`); `nil` with 0 classes.
+    @ModuleInfo(key: "head_dist") public private(set) var headDistillation: LeViTNormLinear? = nil
 
     /// Builds the model with timm's initialisation: PyTorch defaults for convolutions and
     /// linears, BatchNorm weights 1 (0 after the attention projection and the second MLP
@@ -330,9 +333,7 @@ public final class LeViT: Module, HeadedBackbone {
         self.architecture = architecture
         let d0 = architecture.embedDims[0]
         let widths = [config.inputChannels, d0 / 8, d0 / 4, d0 / 2, d0]
-        stemConvs = (0..<4).map {
-            LeViTConvNorm(inputChannels: widths[$0], outputChannels: widths[$0 + 1], kernelSize: 3, stride: 2, padding: 1)
-        }
+        stem = LeViTStem(widths: widths)
         var resolution = config.inputSize / 16
         var stages: [LeViTStage] = []
         var inputDim = d0
@@ -353,12 +354,6 @@ public final class LeViT: Module, HeadedBackbone {
         }
         self.stages = stages
         super.init()
-        let stem = Module()
-        for (i, conv) in stemConvs.enumerated() { stem.register("conv\(i + 1)", conv) }
-        register("stem", stem)
-        let stagesModule = Module()
-        for (i, stage) in stages.enumerated() { stagesModule.register(String(i), stage) }
-        register("stages", stagesModule)
         resetClassifier(classes: config.classes)
     }
 
@@ -367,11 +362,7 @@ public final class LeViT: Module, HeadedBackbone {
         precondition(x.rank == 4 && x.shape[1] == config.inputSize && x.shape[2] == config.inputSize
                      && x.shape[3] == config.inputChannels,
                      "\(config.architecture): input \(x.shape) must be [N, \(config.inputSize), \(config.inputSize), \(config.inputChannels)]")
-        var h = x
-        for (i, conv) in stemConvs.enumerated() {
-            h = conv(h)
-            if i < stemConvs.count - 1 { h = hardSwish(h) }
-        }
+        var h = stem(x)
         h = h.reshaped([h.shape[0], h.shape[1] * h.shape[2], h.shape[3]])
         for stage in stages { h = stage(h) }
         return h
@@ -397,13 +388,9 @@ public final class LeViT: Module, HeadedBackbone {
             hd.train(isTraining)
             head = h
             headDistillation = hd
-            register("head", h)
-            register("head_dist", hd)
         } else {
             head = nil
             headDistillation = nil
-            register("head", Identity())
-            register("head_dist", Identity())
         }
     }
 

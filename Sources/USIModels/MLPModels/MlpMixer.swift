@@ -4,17 +4,15 @@ import USICore
 /// ResMLP's `Affine` normalisation: `beta + alpha · x` with `alpha`, `beta` of shape `[1, 1, C]`.
 public final class MLPAffine: Module, UnaryLayer {
     /// `[1, 1, C]` scale (`alpha`), initialised to 1.
-    public let alpha: Tensor
+    @Parameter public private(set) var alpha: Tensor
     /// `[1, 1, C]` shift (`beta`), initialised to 0.
-    public let beta: Tensor
+    @Parameter public private(set) var beta: Tensor
 
     /// Creates the layer.
     public init(_ dim: Int) {
         alpha = Tensor(shape: [1, 1, dim], repeating: 1)
         beta = Tensor(shape: [1, 1, dim], repeating: 0)
         super.init()
-        registerParameter("alpha", alpha)
-        registerParameter("beta", beta)
     }
 
     /// Applies the affine map to `[N, T, C]`.
@@ -24,21 +22,20 @@ public final class MLPAffine: Module, UnaryLayer {
 /// timm's `MixerBlock`: token mixing (an MLP across the patch axis) and channel mixing, each
 /// pre-normed with LayerNorm (ε 1e-6) and residual.
 public final class MixerBlock: Module, UnaryLayer {
-    let norm1: LayerNorm, mlpTokens: TransformerMlp, norm2: LayerNorm, mlpChannels: TransformerMlp
-    let dropPath: DropPath?
+    let norm1: LayerNorm
+    @ModuleInfo(key: "mlp_tokens") var mlpTokens: TransformerMlp
+    let norm2: LayerNorm
+    @ModuleInfo(key: "mlp_channels") var mlpChannels: TransformerMlp
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block for `tokens` patches of width `dim` (token MLP 0.5·dim, channel MLP 4·dim).
     public init(dim: Int, tokens: Int, mlpRatio: (Double, Double) = (0.5, 4), dropPath: Float = 0, seed: UInt64 = 0) {
         norm1 = LayerNorm(dim, epsilon: 1e-6)
-        mlpTokens = TransformerMlp(inputFeatures: tokens, hiddenFeatures: Int(mlpRatio.0 * Double(dim)))
+        _mlpTokens.wrappedValue = TransformerMlp(inputFeatures: tokens, hiddenFeatures: Int(mlpRatio.0 * Double(dim)))
         norm2 = LayerNorm(dim, epsilon: 1e-6)
-        mlpChannels = TransformerMlp(inputFeatures: dim, hiddenFeatures: Int(mlpRatio.1 * Double(dim)))
+        _mlpChannels.wrappedValue = TransformerMlp(inputFeatures: dim, hiddenFeatures: Int(mlpRatio.1 * Double(dim)))
         self.dropPath = dropPath > 0 ? DropPath(probability: dropPath, seed: seed) : nil
         super.init()
-        register("norm1", norm1)
-        register("mlp_tokens", mlpTokens)
-        register("norm2", norm2)
-        register("mlp_channels", mlpChannels)
     }
 
     /// Applies the block to `[N, T, C]`.
@@ -53,26 +50,24 @@ public final class MixerBlock: Module, UnaryLayer {
 /// timm's ResMLP `ResBlock`: Affine pre-norms, a linear token mixer and a channel MLP, each
 /// scaled by a learned per-channel layer scale (`ls1`, `ls2`, initialised to `initValues`).
 public final class ResMLPBlock: Module, UnaryLayer {
-    let norm1: MLPAffine, linearTokens: Linear, norm2: MLPAffine, mlpChannels: TransformerMlp
-    let layerScale1: Tensor, layerScale2: Tensor
-    let dropPath: DropPath?
+    let norm1: MLPAffine
+    @ModuleInfo(key: "linear_tokens") var linearTokens: Linear
+    let norm2: MLPAffine
+    @ModuleInfo(key: "mlp_channels") var mlpChannels: TransformerMlp
+    @Parameter(key: "ls1") var layerScale1: Tensor
+    @Parameter(key: "ls2") var layerScale2: Tensor
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block for `tokens` patches of width `dim`.
     public init(dim: Int, tokens: Int, mlpRatio: Double = 4, initValues: Float = 1e-4, dropPath: Float = 0, seed: UInt64 = 0) {
         norm1 = MLPAffine(dim)
-        linearTokens = Linear(inputFeatures: tokens, outputFeatures: tokens)
+        _linearTokens.wrappedValue = Linear(inputFeatures: tokens, outputFeatures: tokens)
         norm2 = MLPAffine(dim)
-        mlpChannels = TransformerMlp(inputFeatures: dim, hiddenFeatures: Int(mlpRatio * Double(dim)))
-        layerScale1 = Tensor(shape: [dim], repeating: initValues)
-        layerScale2 = Tensor(shape: [dim], repeating: initValues)
+        _mlpChannels.wrappedValue = TransformerMlp(inputFeatures: dim, hiddenFeatures: Int(mlpRatio * Double(dim)))
+        _layerScale1.wrappedValue = Tensor(shape: [dim], repeating: initValues)
+        _layerScale2.wrappedValue = Tensor(shape: [dim], repeating: initValues)
         self.dropPath = dropPath > 0 ? DropPath(probability: dropPath, seed: seed) : nil
         super.init()
-        register("norm1", norm1)
-        register("linear_tokens", linearTokens)
-        register("norm2", norm2)
-        register("mlp_channels", mlpChannels)
-        registerParameter("ls1", layerScale1)
-        registerParameter("ls2", layerScale2)
     }
 
     /// Applies the block to `[N, T, C]`.
@@ -154,9 +149,6 @@ public final class MlpMixer: Module, HeadedBackbone {
             norm = MLPAffine(dim)
         }
         super.init()
-        register("stem", stem)
-        register("blocks", Sequential(blocks))
-        register("norm", norm)
         let stemFanIn = stem.proj.weight.count / dim
         TransformerInit.lecunNormal(stem.proj.weight, fanIn: stemFanIn)
         stem.proj.bias?.fill(0)
@@ -197,10 +189,8 @@ public final class MlpMixer: Module, HeadedBackbone {
             linear.bias?.fill(0)
             linear.train(isTraining)
             head = linear
-            register("head", linear)
         } else {
             head = nil
-            register("head", Identity())
         }
     }
 

@@ -56,12 +56,12 @@ public final class MobileNetV3: Module, HeadedBackbone {
     /// Dropout probability before the classifier (timm's `drop_rate`, default 0).
     public let dropRate: Float
 
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
     let conv_stem: Conv2d
     let bn1: BatchNorm
     let blocks: Sequential
     let conv_head: Conv2d
     private(set) var classifier: any UnaryLayer
-    private let headDropout: Dropout?
 
     /// Builds the network for `config` with timm's initialisation (`_init_weight_goog`).
     /// - Parameters:
@@ -71,7 +71,7 @@ public final class MobileNetV3: Module, HeadedBackbone {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let multiplier = architecture.channelMultiplier
         let round = { (c: Int) in efficientNetRoundChannels(c, multiplier: multiplier) }
         // timm: `fix_stem = channel_multiplier < 0.75`.
@@ -87,12 +87,6 @@ public final class MobileNetV3: Module, HeadedBackbone {
         conv_head = Conv2d(inputChannels: featureCount, outputChannels: headChannels, kernelSize: 1)
         classifier = config.classes > 0 ? Linear(inputFeatures: headChannels, outputFeatures: config.classes) : Identity()
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("conv_stem", conv_stem)
-        register("bn1", bn1)
-        register("blocks", blocks)
-        register("conv_head", conv_head)
-        register("classifier", classifier)
         efficientNetInitializeWeights(self)
     }
 
@@ -117,7 +111,6 @@ public final class MobileNetV3: Module, HeadedBackbone {
         config.classes = classes
         classifier = classes > 0 ? Linear(inputFeatures: headChannels, outputFeatures: classes) : Identity()
         classifier.train(isTraining)
-        register("classifier", classifier)
     }
 
     /// The classifier's keys.

@@ -23,7 +23,7 @@ public final class ResNetBasicBlock: Module, UnaryLayer {
     public static let expansion = 1
     let conv1: Conv2d, bn1: BatchNorm, conv2: Conv2d, bn2: BatchNorm
     let downsample: Sequential?
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block. `zeroInitLast` zeroes `bn2.weight` (timm's default `zero_init_last`).
     public init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float = 0,
@@ -36,12 +36,6 @@ public final class ResNetBasicBlock: Module, UnaryLayer {
         self.downsample = downsample
         dropPath = dropPathRate > 0 ? DropPath(probability: dropPathRate) : nil
         super.init()
-        register("conv1", conv1)
-        register("bn1", bn1)
-        register("conv2", conv2)
-        register("bn2", bn2)
-        if let downsample { register("downsample", downsample) }
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -75,7 +69,7 @@ public final class ResNetBottleneck: Module, UnaryLayer {
     public static let expansion = 4
     let conv1: Conv2d, bn1: BatchNorm, conv2: Conv2d, bn2: BatchNorm, conv3: Conv2d, bn3: BatchNorm
     let downsample: Sequential?
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block. `zeroInitLast` zeroes `bn3.weight` (timm's default `zero_init_last`).
     public init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, dropPathRate: Float = 0,
@@ -92,14 +86,6 @@ public final class ResNetBottleneck: Module, UnaryLayer {
         self.downsample = downsample
         dropPath = dropPathRate > 0 ? DropPath(probability: dropPathRate) : nil
         super.init()
-        register("conv1", conv1)
-        register("bn1", bn1)
-        register("conv2", conv2)
-        register("bn2", bn2)
-        register("conv3", conv3)
-        register("bn3", bn3)
-        if let downsample { register("downsample", downsample) }
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -187,11 +173,15 @@ public final class ResNet: Module, HeadedBackbone, BatchNormFoldable {
     /// Dropout probability before the classifier (timm's `drop_rate`).
     public let dropRate: Float
 
-    let stem: any UnaryLayer
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
+    /// timm's `conv1`: the 7×7 convolution, or the deep stem's `Sequential`.
+    @ModuleInfo(key: "conv1") var stem: any UnaryLayer
     let bn1: BatchNorm
-    let stages: [Sequential]
+    let layer1: Sequential, layer2: Sequential, layer3: Sequential, layer4: Sequential
     private(set) var fc: any UnaryLayer
-    private let headDropout: Dropout?
+
+    /// The four stages in order.
+    var stages: [Sequential] { [layer1, layer2, layer3, layer4] }
 
     /// Builds the network for `config` (classes, input channels) with timm's initialisation:
     /// kaiming-normal (fan-out) convolutions, BN weight 1 / bias 0 with the last BN of every
@@ -204,18 +194,20 @@ public final class ResNet: Module, HeadedBackbone, BatchNormFoldable {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        precondition(architecture.layers.count == 4 && architecture.channels.count == 4,
+                     "ResNet: four stages (layer1…layer4), got \(architecture.layers.count) block counts and \(architecture.channels.count) widths")
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         let inputChannels = config.inputChannels
         var inplanes: Int
         switch architecture.stem {
         case .standard:
             inplanes = 64
-            stem = resnetConvolution(inputChannels, inplanes, kernelSize: 7, stride: 2, padding: 3)
+            _stem.wrappedValue = resnetConvolution(inputChannels, inplanes, kernelSize: 7, stride: 2, padding: 3)
         case let .deep(width), let .deepTiered(width):
             inplanes = width * 2
             var first = width
             if case .deepTiered = architecture.stem { first = 3 * (width / 4) }
-            stem = Sequential([
+            _stem.wrappedValue = Sequential([
                 resnetConvolution(inputChannels, first, kernelSize: 3, stride: 2, padding: 1),
                 BatchNorm(first), ActivationLayer(.relu),
                 resnetConvolution(first, width, kernelSize: 3, padding: 1),
@@ -261,15 +253,10 @@ public final class ResNet: Module, HeadedBackbone, BatchNormFoldable {
             }
             stages.append(Sequential(blocks))
         }
-        self.stages = stages
+        (layer1, layer2, layer3, layer4) = (stages[0], stages[1], stages[2], stages[3])
         featureCount = inplanes
         fc = config.classes > 0 ? Linear(inputFeatures: inplanes, outputFeatures: config.classes) : Identity()
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("conv1", stem)
-        register("bn1", bn1)
-        for (i, stage) in stages.enumerated() { register("layer\(i + 1)", stage) }
-        register("fc", fc)
     }
 
     /// Stem (conv1, bn1, ReLU, 3×3/2 max pool) and the four stages: `[N, H/32, W/32, C]`.
@@ -291,7 +278,6 @@ public final class ResNet: Module, HeadedBackbone, BatchNormFoldable {
     public func resetClassifier(classes: Int) {
         fc = classes > 0 ? Linear(inputFeatures: featureCount, outputFeatures: classes) : Identity()
         fc.train(isTraining)
-        register("fc", fc)
         config.classes = classes
     }
 

@@ -29,7 +29,8 @@ func tresnetReflectPadOne(_ x: Tensor) -> Tensor {
 /// [1, 2, 1]ᵀ[1, 2, 1] / 16 blur, then subsampling. Its filter is a non-persistent buffer in
 /// timm, so it has no `state_dict` key here either.
 public final class TResNetBlurPool: Module, UnaryLayer {
-    let filter: Tensor
+    /// The fixed `[C, 3, 3, 1]` depthwise blur: neither trained nor saved.
+    @Constant var filter: Tensor
     let channels: Int
 
     /// Creates the layer for `channels` channels.
@@ -53,7 +54,7 @@ public final class TResNetConvNormAct: Module, UnaryLayer {
     let conv: Conv2d
     let bn: BatchNorm
     let negativeSlope: Float?
-    let antiAlias: TResNetBlurPool?
+    @ModuleInfo(key: "aa") var antiAlias: TResNetBlurPool?
 
     /// Creates the layer; `negativeSlope` nil means no activation; stride 2 adds the blur pool.
     public init(_ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, negativeSlope: Float?) {
@@ -61,11 +62,8 @@ public final class TResNetConvNormAct: Module, UnaryLayer {
         conv = tresnetConvolution(inputChannels, outputChannels, kernelSize: kernelSize)
         bn = BatchNorm(outputChannels)
         self.negativeSlope = negativeSlope
-        antiAlias = stride > 1 ? TResNetBlurPool(channels: outputChannels) : nil
+        _antiAlias.wrappedValue = stride > 1 ? TResNetBlurPool(channels: outputChannels) : nil
         super.init()
-        register("conv", conv)
-        register("bn", bn)
-        if let antiAlias { register("aa", antiAlias) }
     }
 
     /// Runs conv → BN → activation → blur pool.
@@ -87,8 +85,6 @@ public final class TResNetSqueezeExcite: Module, UnaryLayer {
         fc1 = tresnetConvolution(channels, reducedChannels, kernelSize: 1, bias: true)
         fc2 = tresnetConvolution(reducedChannels, channels, kernelSize: 1, bias: true)
         super.init()
-        register("fc1", fc1)
-        register("fc2", fc2)
     }
 
     /// Scales each channel of `[N, H, W, C]` by its gate.
@@ -110,10 +106,11 @@ func tresnetDownsample(_ inputChannels: Int, _ outputChannels: Int, stride: Int)
 /// TResNet's basic block: 3×3 (anti-aliased when strided, leaky ReLU 1e-3), 3×3, SE,
 /// residual, ReLU. The last BN weight starts at zero.
 public final class TResNetBasicBlock: Module, UnaryLayer {
+    // Declared in timm's registration order (the shortcut first).
+    let downsample: Sequential?
     let conv1: TResNetConvNormAct, conv2: TResNetConvNormAct
     let se: TResNetSqueezeExcite?
-    let downsample: Sequential?
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block.
     public init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, useSqueezeExcite: Bool,
@@ -125,11 +122,6 @@ public final class TResNetBasicBlock: Module, UnaryLayer {
         self.downsample = downsample
         dropPath = dropPathRate > 0 ? DropPath(probability: dropPathRate) : nil
         super.init()
-        if let downsample { register("downsample", downsample) }
-        register("conv1", conv1)
-        register("conv2", conv2)
-        if let se { register("se", se) }
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -145,10 +137,12 @@ public final class TResNetBasicBlock: Module, UnaryLayer {
 /// TResNet's bottleneck: 1×1, 3×3 (anti-aliased when strided), SE on the narrow width, 1×1
 /// expand (×4, last BN weight zero), residual, ReLU.
 public final class TResNetBottleneck: Module, UnaryLayer {
-    let conv1: TResNetConvNormAct, conv2: TResNetConvNormAct, conv3: TResNetConvNormAct
-    let se: TResNetSqueezeExcite?
+    // Declared in timm's registration order (the shortcut first, SE before conv3).
     let downsample: Sequential?
-    let dropPath: DropPath?
+    let conv1: TResNetConvNormAct, conv2: TResNetConvNormAct
+    let se: TResNetSqueezeExcite?
+    let conv3: TResNetConvNormAct
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block.
     public init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, useSqueezeExcite: Bool,
@@ -161,12 +155,6 @@ public final class TResNetBottleneck: Module, UnaryLayer {
         self.downsample = downsample
         dropPath = dropPathRate > 0 ? DropPath(probability: dropPathRate) : nil
         super.init()
-        if let downsample { register("downsample", downsample) }
-        register("conv1", conv1)
-        register("conv2", conv2)
-        if let se { register("se", se) }
-        register("conv3", conv3)
-        if let dropPath { register("drop_path", dropPath) }
     }
 
     /// Runs the block on `[N, H, W, C]`.
@@ -193,14 +181,16 @@ public func tresnetSpaceToDepth(_ x: Tensor, blockSize: Int = 4) -> Tensor {
 /// TResNet's `body`: space-to-depth, `conv1` (leaky ReLU 0.01), `layer1`…`layer4`.
 public final class TResNetBody: Module, UnaryLayer {
     let conv1: TResNetConvNormAct
-    let layers: [Sequential]
+    let layer1: Sequential, layer2: Sequential, layer3: Sequential, layer4: Sequential
+
+    /// The four stages in order.
+    var layers: [Sequential] { [layer1, layer2, layer3, layer4] }
 
     init(conv1: TResNetConvNormAct, layers: [Sequential]) {
+        precondition(layers.count == 4, "TResNet: four stages (layer1…layer4), got \(layers.count)")
         self.conv1 = conv1
-        self.layers = layers
+        (layer1, layer2, layer3, layer4) = (layers[0], layers[1], layers[2], layers[3])
         super.init()
-        register("conv1", conv1)
-        for (i, layer) in layers.enumerated() { register("layer\(i + 1)", layer) }
     }
 
     /// Runs the body.
@@ -218,7 +208,6 @@ public final class TResNetHead: Module {
         self.features = features
         fc = TResNetHead.classifier(features, classes)
         super.init()
-        register("fc", fc)
     }
 
     /// TResNet's init: weight normal(0, 0.01), bias PyTorch's default.
@@ -232,7 +221,6 @@ public final class TResNetHead: Module {
     func reset(classes: Int) {
         fc = TResNetHead.classifier(features, classes)
         fc.train(isTraining)
-        register("fc", fc)
     }
 }
 
@@ -271,9 +259,9 @@ public final class TResNet: Module, HeadedBackbone, BatchNormFoldable {
     /// Dropout probability before the classifier (timm's `drop_rate`).
     public let dropRate: Float
 
+    @ModuleInfo(key: "head_drop") private var headDropout: Dropout?
     let body: TResNetBody
     let head: TResNetHead
-    private let headDropout: Dropout?
 
     /// Builds the network with timm's initialisation (kaiming fan-out convolutions, zeroed last
     /// BN weight of every block, classifier weight normal(0, 0.01)). Input sizes must be
@@ -282,7 +270,7 @@ public final class TResNet: Module, HeadedBackbone, BatchNormFoldable {
         self.config = config
         self.architecture = architecture
         self.dropRate = dropRate
-        headDropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+        _headDropout.wrappedValue = dropRate > 0 ? Dropout(probability: dropRate) : nil
         var planes = Int(64 * architecture.widthFactor)
         if architecture.v2 { planes = planes / 8 * 8 }
         var inplanes = planes
@@ -321,9 +309,6 @@ public final class TResNet: Module, HeadedBackbone, BatchNormFoldable {
         featureCount = inplanes
         head = TResNetHead(features: inplanes, classes: config.classes)
         super.init()
-        if let headDropout { register("head_drop", headDropout) }
-        register("body", body)
-        register("head", head)
     }
 
     /// Space-to-depth stem and the four stages: `[N, H/32, W/32, C]`.

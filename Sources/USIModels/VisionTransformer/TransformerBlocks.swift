@@ -38,8 +38,6 @@ public final class TransformerMlp: Module, UnaryLayer {
         fc2 = Linear(inputFeatures: hiddenFeatures, outputFeatures: outputFeatures ?? inputFeatures)
         self.activation = activation
         super.init()
-        register("fc1", fc1)
-        register("fc2", fc2)
     }
 
     /// Applies the MLP to `[..., in]`.
@@ -63,8 +61,6 @@ public final class TransformerAttention: Module, UnaryLayer {
         proj = Linear(inputFeatures: dim, outputFeatures: dim)
         self.heads = heads
         super.init()
-        register("qkv", qkv)
-        register("proj", proj)
     }
 
     /// Attends over the tokens of `[N, T, C]`.
@@ -93,7 +89,7 @@ public final class TransformerBlock: Module, UnaryLayer {
     public let norm2: LayerNorm
     /// The MLP.
     public let mlp: TransformerMlp
-    let dropPath: DropPath?
+    @ModuleInfo(key: "drop_path") var dropPath: DropPath? = nil
 
     /// Creates the block (LayerNorm epsilon 1e-6 as timm's ViT).
     public init(dim: Int, heads: Int, mlpRatio: Double = 4, qkvBias: Bool = true, dropPath: Float = 0,
@@ -104,11 +100,6 @@ public final class TransformerBlock: Module, UnaryLayer {
         mlp = TransformerMlp(inputFeatures: dim, hiddenFeatures: Int(Double(dim) * mlpRatio))
         self.dropPath = dropPath > 0 ? DropPath(probability: dropPath, seed: seed) : nil
         super.init()
-        register("norm1", norm1)
-        register("attn", attn)
-        register("norm2", norm2)
-        register("mlp", mlp)
-        if let dp = self.dropPath { register("drop_path", dp) }
     }
 
     /// Applies the block to `[N, T, C]`.
@@ -143,7 +134,6 @@ public final class TransformerPatchEmbed: Module, UnaryLayer {
         proj = Conv2d(inputChannels: inputChannels, outputChannels: embedDim, kernelSize: patchSize, stride: patchSize)
         self.patchSize = patchSize
         super.init()
-        register("proj", proj)
     }
 
     /// Images `[N, H, W, C]` to tokens `[N, (H/p)·(W/p), embedDim]`.

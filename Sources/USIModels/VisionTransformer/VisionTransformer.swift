@@ -49,11 +49,11 @@ public final class VisionTransformer: Module, HeadedBackbone {
     /// The shape hyper-parameters.
     public let architecture: Architecture
     /// Patch embedding (`patch_embed`).
-    public let patchEmbed: TransformerPatchEmbed
+    @ModuleInfo(key: "patch_embed") public private(set) var patchEmbed: TransformerPatchEmbed
     /// `[1, 1, C]` class token (`cls_token`).
-    public let classToken: Tensor
+    @Parameter(key: "cls_token") public private(set) var classToken: Tensor
     /// `[1, 1 + gridH·gridW, C]` position embedding (`pos_embed`).
-    public let positionEmbedding: Tensor
+    @Parameter(key: "pos_embed") public private(set) var positionEmbedding: Tensor
     /// The transformer blocks (`blocks.i`).
     public let blocks: [TransformerBlock]
     /// Final LayerNorm (`norm`).
@@ -74,20 +74,15 @@ public final class VisionTransformer: Module, HeadedBackbone {
         self.config = config
         self.architecture = architecture
         let dim = architecture.embedDim
-        patchEmbed = TransformerPatchEmbed(inputChannels: config.inputChannels, embedDim: dim, patchSize: architecture.patchSize)
-        classToken = Initialization.normal([1, 1, dim], standardDeviation: 1e-6)
-        positionEmbedding = Initialization.truncatedNormal([1, 1 + grid * grid, dim], standardDeviation: 0.02)
+        _patchEmbed.wrappedValue = TransformerPatchEmbed(inputChannels: config.inputChannels, embedDim: dim, patchSize: architecture.patchSize)
+        _classToken.wrappedValue = Initialization.normal([1, 1, dim], standardDeviation: 1e-6)
+        _positionEmbedding.wrappedValue = Initialization.truncatedNormal([1, 1 + grid * grid, dim], standardDeviation: 0.02)
         blocks = DropPath.linearRates(dropPathRate, count: architecture.depth).enumerated().map { i, rate in
             TransformerBlock(dim: dim, heads: architecture.heads, mlpRatio: architecture.mlpRatio,
                              qkvBias: architecture.qkvBias, dropPath: rate, seed: UInt64(i))
         }
         norm = LayerNorm(dim, epsilon: 1e-6)
         super.init()
-        registerParameter("cls_token", classToken)
-        registerParameter("pos_embed", positionEmbedding)
-        register("patch_embed", patchEmbed)
-        register("blocks", Sequential(blocks))
-        register("norm", norm)
         for block in blocks {
             TransformerInit.truncatedNormal(block.attn.qkv)
             TransformerInit.truncatedNormal(block.attn.proj)
@@ -125,10 +120,8 @@ public final class VisionTransformer: Module, HeadedBackbone {
             TransformerInit.truncatedNormal(linear)
             linear.train(isTraining)
             head = linear
-            register("head", linear)
         } else {
             head = nil
-            register("head", Identity())
         }
     }
 
