@@ -278,7 +278,7 @@ struct TrainerTests {
             }
         }
         #expect(index == recipe.stepsPerEpoch * step.totalEpochs)
-        #expect(losses.allSatisfy(\.isFinite))
+        #expect(losses.allSatisfy { $0.isFinite })
         for (a, b) in zip(viaFit.namedTensors(), viaStep.namedTensors()) {
             #expect(a.name == b.name)
             #expect(a.tensor.toArray() == b.tensor.toArray(), "\(a.name) differs between fit() and the step loop")
