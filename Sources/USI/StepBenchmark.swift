@@ -30,34 +30,14 @@ public enum StepBenchmark {
         /// The whole step (``TrainingStep``) on a ready batch.
         public var stepSeconds: Double
         /// Images per second of the whole step.
-        public var stepImagesPerSecond: Double { Double(batch) / stepSeconds }
+        public var stepImagesPerSecond: Double
         /// The teacher's share of the phases' sum (0 without a teacher).
-        public var teacherShare: Double {
-            (teacherSeconds ?? 0) / ((teacherSeconds ?? 0) + studentSeconds + optimizerSeconds)
-        }
+        public var teacherShare: Double
 
         enum CodingKeys: String, CodingKey {
             case student, teacher, batch, inputSize = "input_size", threads, rounds, teacherSeconds = "teacher_s",
                  studentSeconds = "student_s", optimizerSeconds = "optimizer_s", dataSeconds = "data_s",
                  stepSeconds = "step_s", stepImagesPerSecond = "step_img_s", teacherShare = "teacher_share"
-        }
-
-        /// Encodes the derived rates too.
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(student, forKey: .student)
-            try c.encode(teacher, forKey: .teacher)
-            try c.encode(batch, forKey: .batch)
-            try c.encode(inputSize, forKey: .inputSize)
-            try c.encode(threads, forKey: .threads)
-            try c.encode(rounds, forKey: .rounds)
-            try c.encode(teacherSeconds, forKey: .teacherSeconds)
-            try c.encode(studentSeconds, forKey: .studentSeconds)
-            try c.encode(optimizerSeconds, forKey: .optimizerSeconds)
-            try c.encode(dataSeconds, forKey: .dataSeconds)
-            try c.encode(stepSeconds, forKey: .stepSeconds)
-            try c.encode(stepImagesPerSecond, forKey: .stepImagesPerSecond)
-            try c.encode(teacherShare, forKey: .teacherShare)
         }
     }
 
@@ -128,7 +108,8 @@ public enum StepBenchmark {
                       batch: config.batchSize, inputSize: student.config.inputSize, threads: Threading.threadCount,
                       rounds: rounds, teacherSeconds: teacherTime, studentSeconds: studentTime,
                       optimizerSeconds: optimizerTime, dataSeconds: dataTimes.sorted()[dataTimes.count / 2],
-                      stepSeconds: stepTime)
+                      stepSeconds: stepTime, stepImagesPerSecond: Double(config.batchSize) / stepTime,
+                      teacherShare: (teacherTime ?? 0) / ((teacherTime ?? 0) + studentTime + optimizerTime))
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {
