@@ -25,7 +25,7 @@ public enum StepBenchmark {
         public var studentSeconds: Double
         /// AdamW update, zeroing the gradients and the EMA update.
         public var optimizerSeconds: Double
-        /// One batch from the recipe's loader (decode, augment, mix) with its workers.
+        /// One batch from the recipe's loader (decode, augment, mix) at its workers' rate.
         public var dataSeconds: Double
         /// The whole step (``TrainingStep``) on a ready batch.
         public var stepSeconds: Double
@@ -51,16 +51,17 @@ public enum StepBenchmark {
         let step = try TrainingStep(student: student, distiller: distiller, config: config, recipe: recipe)
         let loader = try recipe.makeTrainingLoader(data: data, student: student.config, config: config)
 
-        // Data: batches in order from the workers, as training consumes them.
-        var dataTimes: [Double] = []
+        // Data: the workers' rate, consuming batches back to back from a fresh start (a
+        // consumer faster than the workers sees their throughput, not the prefetch queue).
         var batch: Batch?
+        var produced = 0
+        let dataStart = ContinuousClock.now
         let batches = loader.batches(epoch: 0)
-        for round in 0..<(warmup + rounds) {
-            let start = ContinuousClock.now
-            guard let next = try batches.next() else { break }
-            if round >= warmup { dataTimes.append(seconds(since: start)) }
+        while produced < warmup + rounds, let next = try batches.next() {
             batch = next
+            produced += 1
         }
+        let dataSeconds = seconds(since: dataStart) / Double(max(produced, 1))
         batches.cancel()
         guard let batch else { throw TrainingError.invalidData("the data gives no full batch of \(config.batchSize)") }
         let x = batch.tensor(), targets = batch.targetTensor()
@@ -107,7 +108,7 @@ public enum StepBenchmark {
         return Report(student: student.config.architecture, teacher: distiller?.teacher.config.architecture,
                       batch: config.batchSize, inputSize: student.config.inputSize, threads: Threading.threadCount,
                       rounds: rounds, teacherSeconds: teacherTime, studentSeconds: studentTime,
-                      optimizerSeconds: optimizerTime, dataSeconds: dataTimes.sorted()[dataTimes.count / 2],
+                      optimizerSeconds: optimizerTime, dataSeconds: dataSeconds,
                       stepSeconds: stepTime, stepImagesPerSecond: Double(config.batchSize) / stepTime,
                       teacherShare: (teacherTime ?? 0) / ((teacherTime ?? 0) + studentTime + optimizerTime))
     }
