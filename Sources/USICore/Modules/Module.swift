@@ -94,13 +94,16 @@ open class Module {
     }
 
     /// Every parameter in the tree under its dotted name, in declaration order.
-    public func namedParameters() -> [NamedTensor] { namedState(parameters: true) }
+    public func namedParameters() -> [NamedTensor] { namedState().parameters }
 
     /// Every buffer in the tree under its dotted name.
-    public func namedBuffers() -> [NamedTensor] { namedState(parameters: false) }
+    public func namedBuffers() -> [NamedTensor] { namedState().buffers }
 
     /// Parameters then buffers: everything a `state_dict` holds.
-    public func namedTensors() -> [NamedTensor] { namedParameters() + namedBuffers() }
+    public func namedTensors() -> [NamedTensor] {
+        let state = namedState()
+        return state.parameters + state.buffers
+    }
 
     /// The number of parameter elements.
     public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
@@ -130,17 +133,26 @@ open class Module {
 
     // MARK: - Discovery
 
-    private func namedState(parameters: Bool) -> [NamedTensor] {
-        namedModules().flatMap { path, module in
-            module.declaredState().compactMap { entry -> NamedTensor? in
+    /// Parameters and buffers of the tree, each module's own before its children's (as
+    /// PyTorch's `named_parameters`), modules parents first. One walk reflects each module once
+    /// (reflection is the cost here, so parameters and buffers are gathered together).
+    private func namedState() -> (parameters: [NamedTensor], buffers: [NamedTensor]) {
+        var parameters: [NamedTensor] = [], buffers: [NamedTensor] = []
+        func visit(_ module: Module, _ path: String) {
+            let entries = module.declaredState()
+            for entry in entries {
                 switch entry.value {
-                case let .parameter(tensor, layout) where parameters,
-                     let .buffer(tensor, layout) where !parameters:
-                    NamedTensor(name: Module.join(path, entry.key), tensor: tensor, layout: layout)
-                default: nil
+                case let .parameter(tensor, layout):
+                    parameters.append(NamedTensor(name: Module.join(path, entry.key), tensor: tensor, layout: layout))
+                case let .buffer(tensor, layout):
+                    buffers.append(NamedTensor(name: Module.join(path, entry.key), tensor: tensor, layout: layout))
+                case .module: break
                 }
             }
+            for entry in entries { if case let .module(child) = entry.value { visit(child, Module.join(path, entry.key)) } }
         }
+        visit(self, "")
+        return (parameters, buffers)
     }
 
     /// This module's own state and children, read from its stored properties.
