@@ -51,29 +51,6 @@ open class Module {
     /// Creates an empty module.
     public init() {}
 
-    // Transitional: explicit registrations, merged into the declared state (removed once the
-    // model zoo declares everything).
-    private var registered: [(key: String, value: DeclaredValue)] = []
-
-    /// Transitional explicit registration of a child module.
-    public func register(_ name: String, _ module: Module) {
-        registered.removeAll { $0.key == name }
-        registered.append((name, .module(module)))
-    }
-
-    /// Transitional explicit registration of a parameter.
-    public func registerParameter(_ name: String, _ tensor: Tensor, layout: FileLayout = .identical) {
-        tensor.requiresGrad = true
-        registered.removeAll { $0.key == name }
-        registered.append((name, .parameter(tensor, layout)))
-    }
-
-    /// Transitional explicit registration of a buffer.
-    public func registerBuffer(_ name: String, _ tensor: Tensor, layout: FileLayout = .identical) {
-        registered.removeAll { $0.key == name }
-        registered.append((name, .buffer(tensor, layout)))
-    }
-
     /// Children that are not stored properties, for containers such as ``Sequential`` whose
     /// keys are positions or names given at run time. Stored properties need no entry here.
     open var containedModules: [(name: String, module: Module)] { [] }
@@ -175,10 +152,6 @@ open class Module {
             }
         }
         for (name, module) in containedModules { entries.append((name, .module(module))) }
-        if !registered.isEmpty {
-            let explicit = Set(registered.map { $0.value.identity })
-            entries = entries.filter { !explicit.contains($0.value.identity) } + registered
-        }
         return entries
     }
 
@@ -192,7 +165,6 @@ open class Module {
             entries += modules.enumerated().map { (Module.join(label, String($0.offset)), .module($0.element)) }
         } else if value is Tensor || value is Tensor? || value is [Tensor] {
             if case .some(.none) = value as? Tensor? { return }  // an absent optional tensor
-            if !registered.isEmpty { return }  // transitional
             // fatalError, not preconditionFailure: an optimised build drops a precondition's
             // message and leaves a bare "Illegal instruction", which names nothing.
             fatalError("""
@@ -208,13 +180,6 @@ enum DeclaredValue {
     case module(Module)
     case parameter(Tensor, FileLayout)
     case buffer(Tensor, FileLayout)
-
-    var identity: ObjectIdentifier {
-        switch self {
-        case let .module(m): ObjectIdentifier(m)
-        case let .parameter(t, _), let .buffer(t, _): ObjectIdentifier(t)
-        }
-    }
 }
 
 /// A property wrapper that contributes declared state under a key.
