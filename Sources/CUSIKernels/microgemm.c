@@ -55,7 +55,8 @@ static inline void ug_store_generic(const float *acc, int NR, float *c, int64_t 
 }
 
 // ----------------------------------------------------------------------------------------
-// Portable kernel: 6 x 16, plain C the compiler vectorises (AVX2 on x86-64-v3, NEON on arm).
+// Portable kernel: 6 x 16, plain C the compiler vectorises (AVX2/FMA in the x86-64-v3 copy,
+// SSE2 in the baseline copy, NEON on arm).
 
 #define UG_GEN_MR 6
 #define UG_GEN_NR 16
@@ -78,6 +79,7 @@ ug_kern_generic_impl(int k, const float *restrict a, int64_t ars, int64_t acs,
 }
 
 // A row-major (element (i, p) at a[i*lda + p]).
+USI_MULTIVERSION
 static void ug_kern_generic_rows(int k, const float *a, int64_t lda, const float *b,
                                  int64_t brs, float *c, int64_t ldc, int mr, int nr,
                                  const ug_epi *e) {
@@ -85,6 +87,7 @@ static void ug_kern_generic_rows(int k, const float *a, int64_t lda, const float
 }
 
 // A k-major (element (i, p) at a[p*lda + i]).
+USI_MULTIVERSION
 static void ug_kern_generic_kmaj(int k, const float *a, int64_t lda, const float *b,
                                  int64_t brs, float *c, int64_t ldc, int mr, int nr,
                                  const ug_epi *e) {
@@ -194,17 +197,7 @@ static const ug_isa g_avx512 = {12, 32, ug_kern_avx512_rows, ug_kern_avx512_kmaj
 #endif
 
 int usi_sgemm_packed_best_isa(void) {
-    static atomic_int level = -1;
-    int l = atomic_load(&level);
-    if (l < 0) {
-        l = USI_GEMM_ISA_PORTABLE;
-#if UG_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) l = USI_GEMM_ISA_AVX512;
-#endif
-        atomic_store(&level, l);
-    }
-    return l;
+    return usi_cpu_level() >= USI_CPU_AVX512 ? USI_GEMM_ISA_AVX512 : USI_GEMM_ISA_PORTABLE;
 }
 
 static const ug_isa *ug_pick(int isa) {
@@ -314,6 +307,7 @@ static int ug_task_block(const ug_job *j, int t, int *i0, int *i1, int *p0, int 
     return *i0 < *i1 && *p0 < *p1;
 }
 
+USI_MULTIVERSION
 static void ug_task(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
@@ -375,6 +369,7 @@ static void ug_task(void *v, int t) {
 // A task of usi_sgemm_packed_fill_a: per K-slice, the row block's A is filled into scratch
 // (about 200 KB, it stays in L2) and every panel's micro-kernels read it there. Same slices,
 // kernels and order as ug_task, so the result is the materialised product's to the bit.
+USI_MULTIVERSION
 static void ug_task_fill_a(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
@@ -412,11 +407,14 @@ typedef struct {
     const float *B;
     int64_t ldb;
     int N, K, NR;
+    int avx2;  // usi_cpu_level() >= USI_CPU_AVX2, decided on the calling thread
 } ug_packb_job;
 
-#if defined(__AVX2__)
+#if UG_X86
+#define UG_AVX2 __attribute__((target("avx2,fma")))
+
 // dst[i*ldd + r] = src[r*lds + i] for an 8 x 8 block.
-static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
+static inline __attribute__((always_inline)) UG_AVX2 void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
     __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds),
            r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds),
            r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
@@ -438,10 +436,26 @@ static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int6
     _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
     _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
+
+// Columns [0, nr / 8 * 8) of panel d (NR wide), K-rows [k0, k1), from B rows c0.. ([N, K]
+// row-major): 8 x 8 blocks transposed in registers (a scalar copy of a transposed block is one
+// load and one store per element). Returns the columns done.
+UG_AVX2 static int ug_packb_cols_avx2(float *d, int NR, const float *B, int64_t ldb, int c0,
+                                      int nr, int k0, int k1) {
+    int jj = 0;
+    for (; jj + 8 <= nr; jj += 8) {
+        const float *src = B + (size_t)(c0 + jj) * ldb;
+        int p = k0;
+        for (; p + 8 <= k1; p += 8) ug_transpose8(d + (size_t)p * NR + jj, NR, src + p, ldb);
+        for (int r = 0; r < 8; r++)
+            for (int q = p; q < k1; q++) d[(size_t)q * NR + jj + r] = src[(size_t)r * ldb + q];
+    }
+    return jj;
+}
 #endif
 
 // Packs panels [p0, p1) of a transposed B ([N, K] row-major) into k-major NR-wide panels.
-
+USI_MULTIVERSION
 static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
     const ug_packb_job *j = (const ug_packb_job *)v;
     const int NR = j->NR;
@@ -454,16 +468,8 @@ static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
         for (int k0 = 0; k0 < j->K; k0 += UG_KC) {
             int k1 = k0 + UG_KC < j->K ? k0 + UG_KC : j->K;
             int jj = 0;
-#if defined(__AVX2__)
-            // 8 x 8 blocks transposed in registers (a scalar copy of a transposed block is one
-            // load and one store per element).
-            for (; jj + 8 <= nr; jj += 8) {
-                const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
-                int p = k0;
-                for (; p + 8 <= k1; p += 8) ug_transpose8(d + (size_t)p * NR + jj, NR, src + p, j->ldb);
-                for (int r = 0; r < 8; r++)
-                    for (int q = p; q < k1; q++) d[(size_t)q * NR + jj + r] = src[(size_t)r * j->ldb + q];
-            }
+#if UG_X86
+            if (j->avx2) jj = ug_packb_cols_avx2(d, NR, j->B, j->ldb, c0, nr, k0, k1);
 #endif
             for (; jj < nr; jj++) {
                 const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
@@ -481,7 +487,7 @@ static int ug_pack_b_call(ug_job *j, const float *B, int64_t ldb) {
     const int NR = j->isa->nr;
     float *bp = ug_scratch_get(0, (size_t)j->npanels * NR * (size_t)j->K);
     if (!bp) return 0;
-    ug_packb_job pj = {bp, B, ldb, j->N, j->K, NR};
+    ug_packb_job pj = {bp, B, ldb, j->N, j->K, NR, usi_cpu_level() >= USI_CPU_AVX2};
     usi_parallel_range(j->npanels, (int64_t)j->K * NR, ug_packb_range, &pj);
     j->B = bp;
     j->ldb = NR;
@@ -515,6 +521,7 @@ static void ug_plan(ug_job *j) {
     j->nb = (j->npanels + j->panels_per_block - 1) / j->panels_per_block;
 }
 
+USI_MULTIVERSION
 void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias) {
@@ -560,6 +567,7 @@ void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K
     usi_parallel_for(j.mb * j.nb, ug_task, &j);
 }
 
+USI_MULTIVERSION
 int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn fill,
                             const void *ctx, const float *B, int ldb, float *C, int ldc,
                             const float *bias) {
@@ -582,7 +590,8 @@ int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn f
     return 1;
 }
 
-// Every GEMM (convolutions, usi_sgemm): our kernel where the CPU has AVX-512, BLAS otherwise.
+// Every GEMM (convolutions, usi_sgemm): our kernel where usi_cpu_level allows AVX-512, BLAS
+// otherwise (OpenBLAS picks its own kernels for the CPU).
 #ifndef USI_USES_PACKED_GEMM
 #define USI_USES_PACKED_GEMM 1
 #endif
@@ -591,6 +600,7 @@ int usi_gemm_is_packed(void) {
     return USI_USES_PACKED_GEMM && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512;
 }
 
+USI_MULTIVERSION
 void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
     // Its rounding error on the resnet10t conv GEMMs is OpenBLAS's (rms vs the double-sum

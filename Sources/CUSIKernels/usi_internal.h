@@ -2,6 +2,7 @@
 #ifndef USI_INTERNAL_H
 #define USI_INTERNAL_H
 
+#include "usi_dispatch.h"
 #include "usi_kernels.h"
 #include <math.h>
 #include <stdint.h>

@@ -30,7 +30,8 @@ struct BenchKernels: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
-        print("threads \(report.threads)   sgemm \(sgemmSize)³: \(format(report.sgemmGflops)) GFLOP/s")
+        let capped = report.cpuLevel == report.detectedCPULevel ? "" : " (CPU: \(report.detectedCPULevel), capped by USI_CPU)"
+        print("threads \(report.threads)   ISA \(report.cpuLevel)\(capped)   sgemm \(sgemmSize)³: \(format(report.sgemmGflops)) GFLOP/s")
         print("layer".padding(toLength: 30, withPad: " ", startingAt: 0) + "   fwd GFLOP/s  (of sgemm)   bwd GFLOP/s  (of sgemm)")
         for layer in report.layers {
             print(layer.name.padding(toLength: 30, withPad: " ", startingAt: 0)

@@ -34,6 +34,34 @@ void usi_flush_denormals(void);
 void usi_parallel_for(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
 
 // ----------------------------------------------------------------------------------------
+// Instruction-set dispatch. The library is compiled for the platform's baseline and picks
+// faster code at run time: x86-64-v3 copies of the kernels (AVX2/FMA; chosen by the loader
+// from cpuid) and hand-written AVX2, AVX-512 and AVX512-BF16 paths (chosen by the level
+// below). $USI_CPU=baseline|avx2|avx512|avx512bf16, read once, caps the level for the whole
+// process (an unknown value caps nothing); it never raises it above what the CPU has.
+
+/// Cumulative instruction-set levels (each includes the ones below).
+enum usi_cpu_level {
+    USI_CPU_BASELINE = 0,     // x86-64 (SSE2) or any other platform: portable C
+    USI_CPU_AVX2 = 1,         // x86-64-v3: AVX2, FMA, BMI2
+    USI_CPU_AVX512 = 2,       // + AVX-512F
+    USI_CPU_AVX512_BF16 = 3,  // + AVX-512BW/VL and AVX512-BF16 (vdpbf16ps)
+};
+/// The level the library's own dispatch uses on the calling thread: the CPU's, capped by
+/// $USI_CPU and by usi_cpu_cap_thread. Kernels decide on the calling thread, before they
+/// hand work to the pool, so a per-thread cap covers the whole call.
+int usi_cpu_level(void);
+/// The CPU's level, ignoring every cap.
+int usi_cpu_detected_level(void);
+/// Caps usi_cpu_level on the calling thread (for tests of the fallback paths); -1 removes
+/// the cap. Cannot raise the level.
+void usi_cpu_cap_thread(int level);
+/// "baseline", "avx2", "avx512", "avx512bf16" -> the level; -1 for anything else.
+int usi_cpu_parse_level(const char *name);
+/// The name of a level (as $USI_CPU spells it).
+const char *usi_cpu_level_name(int level);
+
+// ----------------------------------------------------------------------------------------
 // GEMM: the only place that names a BLAS.
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or X^T.
 void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -42,10 +70,11 @@ void usi_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc);
 
-/// Kernel choice of usi_sgemm_packed: the best the CPU supports, the portable C kernel, or
-/// the AVX-512 kernel (a request above what the CPU supports gets the best it supports).
+/// Kernel choice of usi_sgemm_packed: the best usi_cpu_level allows, the portable C kernel,
+/// or the AVX-512 kernel (a request above what the level allows gets the best it allows).
 enum usi_gemm_isa { USI_GEMM_ISA_BEST = 0, USI_GEMM_ISA_PORTABLE = 1, USI_GEMM_ISA_AVX512 = 2 };
-/// The best kernel this CPU supports (USI_GEMM_ISA_PORTABLE or USI_GEMM_ISA_AVX512).
+/// The best kernel usi_cpu_level allows on the calling thread (USI_GEMM_ISA_PORTABLE or
+/// USI_GEMM_ISA_AVX512).
 int usi_sgemm_packed_best_isa(void);
 /// Our own register-blocked SGEMM for the tall-skinny conv products (no BLAS):
 /// C[M,N] = alpha * op(A) op(B) + beta * C + bias, row-major; bias [N] broadcast over rows
