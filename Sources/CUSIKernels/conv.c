@@ -378,6 +378,20 @@ void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
     }
 }
 
+// out = conv(x, w) + bias with packed weights (groups 1): the forward's GEMMs with the weight
+// packing done once.
+USI_MULTIVERSION
+int usi_conv2d_forward_packed(float *out, const float *x, const usi_packed_weights *w,
+                              const float *bias, const usi_conv_shape *s) {
+    if (s->groups != 1 || !w || !usi_precision_supported(usi_packed_weights_precision(w))) return 0;
+    const int64_t per = (int64_t)s->OH * s->OW;
+    if (s->N <= 0 || per <= 0 || s->OC <= 0) return 1;
+    const int M = (int)(s->N * per);
+    if (is_pointwise(s)) return usi_gemm_packed_weights(M, x, s->C, w, out, s->OC, bias);
+    fill_ctx ctx = {s, x};
+    return usi_gemm_packed_weights_fill(M, conv_fill_rows, &ctx, NULL, 0, w, out, s->OC, bias);
+}
+
 // ----------------------------------------------------------------------------------------
 // Naive references: direct loops, double accumulation.
 

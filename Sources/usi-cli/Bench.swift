@@ -10,6 +10,8 @@ struct Bench: ParsableCommand {
         defaultSubcommand: BenchModels.self)
 }
 
+extension InferencePrecision: ExpressibleByArgument {}
+
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
@@ -85,9 +87,17 @@ struct BenchModels: ParsableCommand {
     var inputSize: Int?
     @Flag(help: "Also measure a training step (forward, backward, AdamW).")
     var train = false
+    @Option(help: "Inference GEMM inputs: fp32 or bf16 (FP32 accumulation; bf16 needs AVX512-BF16). The folded model is prepared for it, as a frozen teacher is.")
+    var precision: InferencePrecision = .float32
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard precision.isSupported else {
+            throw ValidationError("--precision \(precision.rawValue) does not run on this CPU (bf16 needs AVX512-BF16)")
+        }
+    }
 
     struct Row: Codable {
         var name: String
@@ -111,6 +121,7 @@ struct BenchModels: ParsableCommand {
     }
     struct Report: Codable {
         var threads: Int
+        var precision: String
         var models: [Row]
     }
 
@@ -138,12 +149,13 @@ struct BenchModels: ParsableCommand {
             }
             model.eval()
             (model as? BatchNormFoldable)?.foldBatchNorms()
+            model.prepareForInference(precision: precision)
             let seconds = KernelBenchmark.medianSeconds(minimumRuns: 3, minimumSeconds: 1) { _ = withoutGradients { model(x) } }
             rows.append(Row(name: name, batch: batch, inputSize: c.inputSize, inferImagesPerSecond: Double(batch) / seconds,
                             trainImagesPerSecond: trainRate))
         }
-        if json { try printJSON(Report(threads: Threading.threadCount, models: rows)); return }
-        print("threads \(Threading.threadCount)")
+        if json { try printJSON(Report(threads: Threading.threadCount, precision: precision.rawValue, models: rows)); return }
+        print("threads \(Threading.threadCount)   inference precision \(precision.rawValue)")
         print("model".rightPadded(26) + "batch".leftPadded(6) + "size".leftPadded(6) + "infer img/s".leftPadded(13) + "train img/s".leftPadded(13))
         for r in rows {
             print(r.name.rightPadded(26) + String(r.batch).leftPadded(6) + String(r.inputSize).leftPadded(6)

@@ -95,6 +95,32 @@ int usi_sgemm_packed_fill_a(int isa, int M, int N, int K, usi_fill_rows_fn fill,
                             const void *ctx, const float *B, int ldb, float *C, int ldc,
                             const float *bias);
 
+/// Precision of a GEMM's inputs (accumulation is FP32 either way).
+enum usi_precision { USI_PRECISION_FP32 = 0, USI_PRECISION_BF16 = 1 };
+/// Weights W [N, K] packed once as the B operand of C = A W^T (a frozen layer's forward).
+typedef struct usi_packed_weights usi_packed_weights;
+/// Whether products with packed weights of `precision` run at the calling thread's level:
+/// FP32 on the AVX-512 kernel, BF16 (vdpbf16ps) with AVX512-BF16.
+int usi_precision_supported(int precision);
+/// Packs W [N, K] (row-major, ldw): FP32 as the packed kernel's panels, or rounded to BF16
+/// (nearest even). NULL when the precision does not run here (usi_precision_supported) or
+/// out of memory: the caller keeps its unpacked FP32 path.
+usi_packed_weights *usi_pack_weights(int precision, int N, int K, const float *W, int ldw);
+void usi_packed_weights_free(usi_packed_weights *w);
+/// USI_PRECISION_FP32 or USI_PRECISION_BF16 (-1 for NULL).
+int usi_packed_weights_precision(const usi_packed_weights *w);
+/// C[M, N] = A[M, K] W^T + bias (bias [N] may be NULL), assigned. FP32 weights give exactly
+/// usi_sgemm_packed(BEST, 0, 1, ...)'s result; BF16 weights round A to BF16 block by block
+/// inside the product. Returns 0 (C untouched) when the weights' precision does not run at
+/// the calling thread's level (see usi_cpu_cap_thread): the caller runs its FP32 path.
+int usi_gemm_packed_weights(int M, const float *A, int lda, const usi_packed_weights *w,
+                            float *C, int ldc, const float *bias);
+/// Rounds to the nearest BF16 value (ties to even), as the BF16 kernels round their inputs.
+float usi_bf16_round(float x);
+/// Reference: A and W rounded with usi_bf16_round, products summed in double.
+void usi_gemm_bf16_naive(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                         float *C, int ldc, const float *bias);
+
 // ----------------------------------------------------------------------------------------
 // Elementwise and strided copies.
 
@@ -174,6 +200,14 @@ void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
                          float *workspace);
 void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const float *bias,
                               const usi_conv_shape *s);
+/// out = conv(x, w) + bias with w packed by usi_pack_weights(precision, OC, KH*KW*C, w, ...)
+/// (groups 1 only: a [OC, KH, KW, C] weight is that [OC, K] matrix). The column matrix is
+/// filled block by block inside the product (and rounded to BF16 there for BF16 weights).
+/// FP32 weights give usi_conv2d_forward's result to the bit. Returns 0 (out untouched) for
+/// grouped convolutions or when the weights' precision does not run at the calling thread's
+/// level: the caller runs usi_conv2d_forward.
+int usi_conv2d_forward_packed(float *out, const float *x, const usi_packed_weights *w,
+                              const float *bias, const usi_conv_shape *s);
 void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
                                const float *x, const float *w, const usi_conv_shape *s);
 

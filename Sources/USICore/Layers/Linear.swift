@@ -5,6 +5,8 @@ public final class Linear: Module, UnaryLayer {
     public let weight: Tensor
     /// `[out]` or `nil`.
     public let bias: Tensor?
+    /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
+    var packedWeights: PackedWeights?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true) {
@@ -21,5 +23,8 @@ public final class Linear: Module, UnaryLayer {
     public var outputFeatures: Int { weight.shape[0] }
 
     /// Applies the layer.
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let packedWeights, let y = preparedForward(x, packedWeights) { return y }
+        return linear(x, weight: weight, bias: bias)
+    }
 }
