@@ -2,12 +2,11 @@
 import PackageDescription
 
 // The hot loops are plain C; give them the optimiser's full attention in every build
-// configuration (a debug `swift test` would otherwise run them at -O0).
-#if arch(x86_64)
-let kernelFlags: [String] = ["-O3", "-march=x86-64-v3", "-fno-math-errno"]
-#else
+// configuration (a debug `swift test` would otherwise run them at -O0). No -march: the
+// kernels choose AVX2/FMA and AVX-512 code at run time (Sources/CUSIKernels/usi_dispatch.h),
+// so the library runs on any x86-64. unsafeFlags from a package reached by version need
+// tools version 6.2.
 let kernelFlags: [String] = ["-O3", "-fno-math-errno"]
-#endif
 
 let package = Package(
     name: "USI",

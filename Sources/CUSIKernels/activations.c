@@ -16,6 +16,7 @@ typedef struct {
     float alpha;
 } act_ctx;
 
+USI_MULTIVERSION
 static void act_fwd_range(void *v, int64_t b, int64_t e) {
     const act_ctx *c = (const act_ctx *)v;
     float *restrict y = c->y + b;
@@ -75,6 +76,7 @@ static void act_fwd_range(void *v, int64_t b, int64_t e) {
     }
 }
 
+USI_MULTIVERSION
 static void act_bwd_range(void *v, int64_t b, int64_t e) {
     const act_ctx *c = (const act_ctx *)v;
     float *restrict dx = c->y + b;
@@ -156,6 +158,7 @@ static void act_bwd_range(void *v, int64_t b, int64_t e) {
 }
 
 // y [n] = f(x [n])
+USI_MULTIVERSION
 void usi_activation_forward(int kind, float *y, const float *x, size_t n, float alpha) {
     act_ctx c = {kind, y, x, NULL, NULL, alpha};
     usi_parallel_range((int64_t)n, 4, act_fwd_range, &c);
@@ -163,6 +166,7 @@ void usi_activation_forward(int kind, float *y, const float *x, size_t n, float 
 
 // dx [n] += dy [n] * f'(x [n]); y (the forward output) may be NULL. x may be NULL only for
 // relu (then y is used), sigmoid and tanh (y is required then).
+USI_MULTIVERSION
 void usi_activation_backward(int kind, float *dx, const float *dy, const float *x,
                              const float *y, size_t n, float alpha) {
     if (!dx) return;
@@ -173,6 +177,7 @@ void usi_activation_backward(int kind, float *dx, const float *dy, const float *
 // ----------------------------------------------------------------------------------------
 // Naive references: libm in double, one element at a time.
 
+USI_MULTIVERSION
 static double naive_f(int kind, double x, double alpha) {
     switch (kind) {
     case USI_RELU: return x > 0 ? x : 0;
@@ -196,6 +201,7 @@ static double naive_f(int kind, double x, double alpha) {
     }
 }
 
+USI_MULTIVERSION
 static double naive_df(int kind, double x, double alpha) {
     switch (kind) {
     case USI_RELU: return x > 0 ? 1 : 0;
@@ -225,11 +231,13 @@ static double naive_df(int kind, double x, double alpha) {
     }
 }
 
+USI_MULTIVERSION
 void usi_activation_forward_naive(int kind, float *y, const float *x, size_t n, float alpha) {
     for (size_t i = 0; i < n; i++) y[i] = (float)naive_f(kind, x[i], alpha);
 }
 
 // Computes the derivative from x (y is unused by the reference).
+USI_MULTIVERSION
 void usi_activation_backward_naive(int kind, float *dx, const float *dy, const float *x,
                                    const float *y, size_t n, float alpha) {
     (void)y;

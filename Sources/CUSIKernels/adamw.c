@@ -10,6 +10,7 @@ typedef struct {
     float decay, w1, b2, w2, bc2s, eps, neg_step;
 } adamw_ctx;
 
+USI_MULTIVERSION
 static void adamw_range(void *vctx, int64_t b, int64_t e) {
     const adamw_ctx *k = (const adamw_ctx *)vctx;
     float *restrict p = k->p, *restrict m = k->m, *restrict v = k->v;
@@ -31,6 +32,7 @@ static void adamw_range(void *vctx, int64_t b, int64_t e) {
 }
 
 // param, grad, m, v [n]; step is 1-based (after increment).
+USI_MULTIVERSION
 void usi_adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                     float beta1, float beta2, float eps, float weight_decay, int64_t step) {
     if (n == 0) return;

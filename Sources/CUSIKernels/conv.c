@@ -67,6 +67,7 @@ typedef struct {
 } i2c_ctx;
 
 // im2col of output rows [r0, r1), r = (n - n0) * OH + oh.
+USI_MULTIVERSION
 static void im2col_range(void *v, int64_t r0, int64_t r1) {
     const i2c_ctx *c = (const i2c_ctx *)v;
     const usi_conv_shape *s = c->s;
@@ -139,6 +140,7 @@ static void im2col_images(float *col, const float *x, const usi_conv_shape *s, i
 
 // col2im as a gather: task rows are input rows r = (n - n0) * H + ih, each collecting from
 // every (oh, kh) that touches it, in a fixed order.
+USI_MULTIVERSION
 static void col2im_range(void *v, int64_t r0, int64_t r1) {
     const i2c_ctx *c = (const i2c_ctx *)v;
     const usi_conv_shape *s = c->s;
@@ -199,11 +201,13 @@ static void col2im_images(float *dx, const float *dcol, const usi_conv_shape *s,
 }
 
 // col [N*OH*OW, groups, KH, KW, Cg] from x [N, H, W, C].
+USI_MULTIVERSION
 void usi_im2col(float *col, const float *x, const usi_conv_shape *s) {
     im2col_images(col, x, s, 0, s->N);
 }
 
 // dx [N, H, W, C] += col2im(dcol [N*OH*OW, groups, KH, KW, Cg]).
+USI_MULTIVERSION
 void usi_col2im(float *dx, const float *dcol, const usi_conv_shape *s) {
     col2im_images(dx, dcol, s, 0, s->N);
 }
@@ -221,6 +225,7 @@ typedef struct {
 
 // Implicit im2col for the packed GEMM (groups 1): rows [i0, i0 + rows) of the column matrix,
 // columns [k0, k0 + kb), written straight into the GEMM's per-thread A block.
+USI_MULTIVERSION
 static void conv_fill_rows(const void *v, float *dst, int64_t ldd, int i0, int rows, int k0,
                            int kb) {
     const usi_conv_shape *s = ((const fill_ctx *)v)->s;
@@ -275,6 +280,7 @@ static void conv_fill_rows(const void *v, float *dst, int64_t ldd, int i0, int r
 }
 
 // out [N, OH, OW, OC] = conv(x [N, H, W, C], w [OC, KH, KW, C/groups]) + bias [OC]
+USI_MULTIVERSION
 void usi_conv2d_forward(float *out, const float *x, const float *w, const float *bias,
                         const usi_conv_shape *s, float *workspace) {
     const int G = s->groups, OC = s->OC, OCg = OC / G;
@@ -316,6 +322,7 @@ void usi_conv2d_forward(float *out, const float *x, const float *w, const float 
 }
 
 // dx [N, H, W, C] += ..., dw [OC, KH, KW, Cg] += ..., dbias [OC] += ... (each may be NULL)
+USI_MULTIVERSION
 void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
                          const float *x, const float *w, const usi_conv_shape *s,
                          float *workspace) {
@@ -371,9 +378,24 @@ void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
     }
 }
 
+// out = conv(x, w) + bias with packed weights (groups 1): the forward's GEMMs with the weight
+// packing done once.
+USI_MULTIVERSION
+int usi_conv2d_forward_packed(float *out, const float *x, const usi_packed_weights *w,
+                              const float *bias, const usi_conv_shape *s) {
+    if (s->groups != 1 || !w || !usi_precision_supported(usi_packed_weights_precision(w))) return 0;
+    const int64_t per = (int64_t)s->OH * s->OW;
+    if (s->N <= 0 || per <= 0 || s->OC <= 0) return 1;
+    const int M = (int)(s->N * per);
+    if (is_pointwise(s)) return usi_gemm_packed_weights(M, x, s->C, w, out, s->OC, bias);
+    fill_ctx ctx = {s, x};
+    return usi_gemm_packed_weights_fill(M, conv_fill_rows, &ctx, NULL, 0, w, out, s->OC, bias);
+}
+
 // ----------------------------------------------------------------------------------------
 // Naive references: direct loops, double accumulation.
 
+USI_MULTIVERSION
 void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const float *bias,
                               const usi_conv_shape *s) {
     const int G = s->groups, Cg = s->C / G, OCg = s->OC / G;
@@ -397,6 +419,7 @@ void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const 
                 }
 }
 
+USI_MULTIVERSION
 void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
                                const float *x, const float *w, const usi_conv_shape *s) {
     const int G = s->groups, Cg = s->C / G, OCg = s->OC / G;

@@ -14,6 +14,7 @@ typedef struct {
 } nd_iter;
 
 // Drops size-1 dims and merges dim i into i+1 when every operand is contiguous across them.
+USI_MULTIVERSION
 static void nd_coalesce(nd_iter *d) {
     int nd = 0;
     int64_t shape[USI_MAX_DIMS], st[3][USI_MAX_DIMS];
@@ -90,6 +91,7 @@ typedef struct {
     int64_t rows;
 } nd_job;
 
+USI_MULTIVERSION
 static void nd_walk(const nd_iter *d, nd_inner_fn inner, const void *ctx, int64_t r0,
                     int64_t r1, int64_t i0, int64_t i1) {
     int64_t off[3], idx[USI_MAX_DIMS];
@@ -100,6 +102,7 @@ static void nd_walk(const nd_iter *d, nd_inner_fn inner, const void *ctx, int64_
     }
 }
 
+USI_MULTIVERSION
 static void nd_range(void *vctx, int64_t b, int64_t e) {
     const nd_job *j = (const nd_job *)vctx;
     if (j->rows > 1)
@@ -131,6 +134,7 @@ typedef struct {
     int accumulate;
 } copy_ctx;
 
+USI_MULTIVERSION
 static void copy_inner(const void *vctx, const int64_t *off, int64_t i0, int64_t i1) {
     const copy_ctx *c = (const copy_ctx *)vctx;
     int64_t n = i1 - i0;
@@ -162,6 +166,7 @@ static void copy_inner(const void *vctx, const int64_t *off, int64_t i0, int64_t
     }
 }
 
+USI_MULTIVERSION
 void usi_copy_strided(float *dst, const int64_t *dst_strides, const float *src,
                       const int64_t *src_strides, const int64_t *shape, int ndim,
                       int accumulate) {
@@ -212,6 +217,7 @@ typedef struct {
             }                                                                              \
     } while (0)
 
+USI_MULTIVERSION
 static void bin_inner(const void *vctx, const int64_t *off, int64_t i0, int64_t i1) {
     const bin_ctx *c = (const bin_ctx *)vctx;
     int64_t n = i1 - i0, sa = c->sa, sb = c->sb;
@@ -227,6 +233,7 @@ static void bin_inner(const void *vctx, const int64_t *off, int64_t i0, int64_t 
     }
 }
 
+USI_MULTIVERSION
 void usi_binary_forward(int op, float *out, const float *a, const int64_t *a_strides,
                         const float *b, const int64_t *b_strides, const int64_t *shape,
                         int ndim) {

@@ -11,8 +11,8 @@
 #include <immintrin.h>
 #endif
 
-// 8-lane float vectors (GCC/Clang vector extension: one AVX2 register with
-// -march=x86-64-v3, two NEON registers on arm64). Macros rather than functions, so no
+// 8-lane float vectors (GCC/Clang vector extension: one AVX2 register in the x86-64-v3 copies,
+// two SSE registers in the baseline copies, two NEON registers on arm64). Macros rather than functions, so no
 // function passes a 32-byte vector by value (which would change the ABI without AVX).
 typedef float usi_v8 __attribute__((vector_size(32)));
 #define V8_LOAD(p) __extension__({ usi_v8 v8_; memcpy(&v8_, (p), sizeof v8_); v8_; })
@@ -36,6 +36,7 @@ typedef struct {
     double *part;     // dw partials [tasks, taps + 1, C]
     const usi_conv_shape *s;
     int tasks;
+    int avx512;       // forward: the AVX-512 row kernel may run (decided on the calling thread)
 } dw_ctx;
 
 static inline void fma_run(float *restrict o, const float *restrict a, const float *restrict b,
@@ -47,6 +48,7 @@ static inline void fma_run(float *restrict o, const float *restrict a, const flo
 
 // o[c] (=|+=) sum over taps t of a[t][c] * b[t][c]. Blocks of 32 channels stay in four
 // 8-lane registers across all taps; then single vectors; then a scalar tail.
+USI_MULTIVERSION
 static void tap_sum(float *o, const float *const *a, const float *const *b, int nt, int C,
                     const float *init, int accumulate) {
     int c0 = 0;
@@ -87,6 +89,7 @@ static void tap_sum(float *o, const float *const *a, const float *const *b, int 
 }
 
 // One output pixel (any window, any padding): its valid taps through tap_sum.
+USI_MULTIVERSION
 static void dw_fwd_pixel(const dw_ctx *k, int64_t r, int ow) {
     const usi_conv_shape *s = k->s;
     const int H = s->H, W = s->W, C = s->C, KW = s->KW;
@@ -198,15 +201,16 @@ DW_AVX512 static void dw_row_avx512(float *orow, const float *const *xr, const f
 }
 #endif
 
+USI_MULTIVERSION
 static void dw_fwd_range(void *v, int64_t r0, int64_t r1) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
     const int OW = s->OW;
     // Columns whose windows are inside the input horizontally, [owa, owb), take the
-    // register-blocked path where the CPU has AVX-512; the others go pixel by pixel.
+    // register-blocked path where usi_cpu_level allows AVX-512; the others go pixel by pixel.
     int owa = 0, owb = 0;
 #if defined(__x86_64__)
-    if (s->DW == 1 && s->KH <= DW_MAX_TAPS && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512) {
+    if (s->DW == 1 && s->KH <= DW_MAX_TAPS && k->avx512) {
         owa = (s->PL + s->SW - 1) / s->SW;
         owb = s->W - s->KW + s->PL < 0 ? 0 : (s->W - s->KW + s->PL) / s->SW + 1;
         if (owb > OW) owb = OW;
@@ -234,18 +238,20 @@ static void dw_fwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // out [N, OH, OW, C] = depthwise conv(x, w [C, KH, KW, 1]) + bias [C]
+USI_MULTIVERSION
 void usi_dwconv2d_forward(float *out, const float *x, const float *w, const float *bias,
                           const usi_conv_shape *s) {
     int taps = s->KH * s->KW;
     if (s->N <= 0 || s->OH <= 0 || s->OW <= 0 || s->C <= 0) return;
     float *wt = transpose_weights(w, s->C, taps);
     if (!wt) return;
-    dw_ctx k = {out, x, wt, bias, NULL, NULL, s, 0};
+    dw_ctx k = {out, x, wt, bias, NULL, NULL, s, 0, usi_cpu_level() >= USI_CPU_AVX512};
     usi_parallel_range((int64_t)s->N * s->OH, (int64_t)s->OW * s->C * taps, dw_fwd_range, &k);
     free(wt);
 }
 
 // dx rows (n, ih) gather from every output position whose window covers them.
+USI_MULTIVERSION
 static void dw_dx_range(void *v, int64_t r0, int64_t r1) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
@@ -286,6 +292,7 @@ static void dw_dx_range(void *v, int64_t r0, int64_t r1) {
 
 // Task t: dw/dbias partials over its output rows; per row, each (tap, channel block) sums
 // over the row's pixels in registers (float), then adds into the task's double partial.
+USI_MULTIVERSION
 static void dw_dw_task(void *v, int t) {
     const dw_ctx *k = (const dw_ctx *)v;
     const usi_conv_shape *s = k->s;
@@ -369,6 +376,7 @@ static void dw_dw_task(void *v, int t) {
 }
 
 // dx [N, H, W, C] += ..., dw [C, KH, KW, 1] += ..., dbias [C] += ... (each may be NULL)
+USI_MULTIVERSION
 void usi_dwconv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
                            const float *x, const float *w, const usi_conv_shape *s) {
     const int C = s->C, taps = s->KH * s->KW;

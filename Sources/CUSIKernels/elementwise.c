@@ -9,6 +9,7 @@ typedef struct {
     float a, b;
 } ew_ctx;
 
+USI_MULTIVERSION
 static void affine_range(void *v, int64_t b, int64_t e) {
     const ew_ctx *c = (const ew_ctx *)v;
     float *restrict y = c->y;
@@ -22,11 +23,13 @@ static void affine_range(void *v, int64_t b, int64_t e) {
 }
 
 // y [n] = a * x [n] + b
+USI_MULTIVERSION
 void usi_affine(float *y, const float *x, float a, float b, size_t n) {
     ew_ctx c = {y, x, NULL, a, b};
     usi_parallel_range((int64_t)n, 1, affine_range, &c);
 }
 
+USI_MULTIVERSION
 static void accumulate_range(void *v, int64_t b, int64_t e) {
     const ew_ctx *c = (const ew_ctx *)v;
     float *restrict y = c->y;
@@ -35,11 +38,13 @@ static void accumulate_range(void *v, int64_t b, int64_t e) {
 }
 
 // y [n] += x [n]
+USI_MULTIVERSION
 void usi_accumulate(float *y, const float *x, size_t n) {
     ew_ctx c = {y, x, NULL, 0, 0};
     usi_parallel_range((int64_t)n, 1, accumulate_range, &c);
 }
 
+USI_MULTIVERSION
 static void mul_range(void *v, int64_t b, int64_t e) {
     const ew_ctx *c = (const ew_ctx *)v;
     float *y = c->y;
@@ -48,6 +53,7 @@ static void mul_range(void *v, int64_t b, int64_t e) {
 }
 
 // y [n] = x [n] * m [n]
+USI_MULTIVERSION
 void usi_mul(float *y, const float *x, const float *m, size_t n) {
     ew_ctx c = {y, x, m, 0, 0};
     usi_parallel_range((int64_t)n, 1, mul_range, &c);
@@ -57,6 +63,7 @@ void usi_mul(float *y, const float *x, const float *m, size_t n) {
 // Reductions. Every output element is summed by one task in a fixed order, in double.
 
 // Sum of x[0..n) with stride 1, in double with 8 independent lanes (vectorisable).
+USI_MULTIVERSION
 static double sum_contig(const float *x, int64_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -76,6 +83,7 @@ typedef struct {
 #define RS_BLOCK 512
 
 // Tasks over (outer, inner block) pairs.
+USI_MULTIVERSION
 static void reduce_sum_range(void *v, int64_t b, int64_t e) {
     const rs_ctx *c = (const rs_ctx *)v;
     if (c->inner == 1) {
@@ -107,6 +115,7 @@ typedef struct {
 } rs_partial_ctx;
 
 // Task t sums rows [k0, k1) of x [n, inner] into its own partial row.
+USI_MULTIVERSION
 static void rs_partial(void *v, int t) {
     const rs_partial_ctx *c = (const rs_partial_ctx *)v;
     int64_t k0, k1;
@@ -119,6 +128,7 @@ static void rs_partial(void *v, int t) {
 }
 
 // x [outer, n, inner] -> out [outer, inner] (assigned)
+USI_MULTIVERSION
 void usi_reduce_sum(float *out, const float *x, int64_t outer, int64_t n, int64_t inner) {
     if (outer <= 0 || inner <= 0) return;
     if (n <= 0) {
@@ -160,6 +170,7 @@ typedef struct {
     usi_chunk_reduce_fn chunk;
 } chunked_ctx;
 
+USI_MULTIVERSION
 static void chunked_task(void *v, int t) {
     const chunked_ctx *c = (const chunked_ctx *)v;
     int64_t b, e;
@@ -169,6 +180,7 @@ static void chunked_task(void *v, int t) {
 
 // Sum of chunk(x[b..e)) over chunks fixed by n alone (deterministic for any thread count),
 // combined in chunk order.
+USI_MULTIVERSION
 double usi_chunked_reduce(const float *x, int64_t n, usi_chunk_reduce_fn chunk) {
     int tasks = usi_fixed_tasks(n, 1);
     if (tasks == 1) return chunk(x, n);
@@ -181,8 +193,10 @@ double usi_chunked_reduce(const float *x, int64_t n, usi_chunk_reduce_fn chunk) 
 }
 
 // Sum of all n elements in double; the partition depends only on n.
+USI_MULTIVERSION
 double usi_sum_all(const float *x, size_t n) { return usi_chunked_reduce(x, (int64_t)n, sum_contig); }
 
+USI_MULTIVERSION
 static double nonfinite_contig(const float *x, int64_t n) {
     int bad = 0;
     for (int64_t i = 0; i < n; i++) bad |= ((x[i] - x[i]) != 0.0f);  // inf - inf and NaN
@@ -190,11 +204,13 @@ static double nonfinite_contig(const float *x, int64_t n) {
 }
 
 // 1 if any of x [n] is NaN or +-Inf.
+USI_MULTIVERSION
 int usi_has_nonfinite(const float *x, size_t n) {
     return usi_chunked_reduce(x, (int64_t)n, nonfinite_contig) > 0.0;
 }
 
 // out [C] += column sums of x [M, C].
+USI_MULTIVERSION
 void usi_colsum_add(float *out, const float *x, int64_t M, int64_t C) {
     if (!out || M <= 0 || C <= 0) return;
     int tasks = usi_fixed_tasks(M, C);

@@ -13,6 +13,7 @@ void usi_set_num_threads(int n) {
 }
 
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major.
+USI_MULTIVERSION
 void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -37,6 +38,7 @@ void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
 }
 
 // Reference: direct triple loop with double accumulation.
+USI_MULTIVERSION
 void usi_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc) {

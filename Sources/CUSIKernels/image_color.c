@@ -3,15 +3,18 @@
 // conversions (libImaging/Convert.c).
 #pragma STDC FP_CONTRACT OFF
 #include "usi_image.h"
+#include "usi_dispatch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+USI_MULTIVERSION
 void usi_image_apply_lut(uint8_t *image, size_t n_pixels, int channels, const uint8_t *lut) {
     size_t n = n_pixels * (size_t)channels;
     for (size_t i = 0; i < n; i++) image[i] = lut[image[i]];
 }
 
+USI_MULTIVERSION
 void usi_image_apply_channel_luts(uint8_t *image, size_t n_pixels, int channels,
                                   const uint8_t *luts) {
     if (channels == 3) {
@@ -29,12 +32,14 @@ void usi_image_apply_channel_luts(uint8_t *image, size_t n_pixels, int channels,
             image[p * channels + c] = luts[c * 256 + image[p * channels + c]];
 }
 
+USI_MULTIVERSION
 void usi_image_histogram(const uint8_t *image, size_t n_pixels, int channels, int64_t *hist) {
     memset(hist, 0, sizeof(int64_t) * 256 * (size_t)channels);
     for (size_t p = 0; p < n_pixels; p++)
         for (int c = 0; c < channels; c++) hist[c * 256 + image[p * channels + c]]++;
 }
 
+USI_MULTIVERSION
 void usi_image_autocontrast(uint8_t *image, size_t n_pixels, int channels) {
     int64_t *hist = malloc(sizeof(int64_t) * 256 * (size_t)channels);
     uint8_t *luts = malloc(256 * (size_t)channels);
@@ -63,6 +68,7 @@ void usi_image_autocontrast(uint8_t *image, size_t n_pixels, int channels) {
     free(luts);
 }
 
+USI_MULTIVERSION
 void usi_image_equalize(uint8_t *image, size_t n_pixels, int channels) {
     int64_t *hist = malloc(sizeof(int64_t) * 256 * (size_t)channels);
     uint8_t *luts = malloc(256 * (size_t)channels);
@@ -100,6 +106,7 @@ static inline uint8_t usi_blend(int degenerate, int value, float alpha) {
     return (uint8_t)t;
 }
 
+USI_MULTIVERSION
 void usi_image_brightness(uint8_t *image, size_t n_pixels, int channels, float factor) {
     if (factor == 1.0f) return;
     size_t n = n_pixels * (size_t)channels;
@@ -112,6 +119,7 @@ static inline uint8_t usi_luma(const uint8_t *rgb) {
     return (uint8_t)((rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16);
 }
 
+USI_MULTIVERSION
 void usi_image_color(uint8_t *image, size_t n_pixels, int channels, float factor) {
     if (channels != 3 || factor == 1.0f) return;
     for (size_t p = 0; p < n_pixels; p++) {
@@ -127,6 +135,7 @@ void usi_image_color(uint8_t *image, size_t n_pixels, int channels, float factor
     }
 }
 
+USI_MULTIVERSION
 void usi_image_contrast(uint8_t *image, size_t n_pixels, int channels, float factor) {
     // mean of the L image (ImageStat over the histogram), rounded as int(mean + 0.5)
     int64_t hist[256];
@@ -147,6 +156,7 @@ void usi_image_contrast(uint8_t *image, size_t n_pixels, int channels, float fac
 
 // ImageFilter.SMOOTH: kernel (1 1 1 / 1 5 1 / 1 1 1) / 13 in float32, offset 0 (+0.5 for
 // rounding), border rows and columns copied (libImaging/Filter.c, ImagingFilter3x3).
+USI_MULTIVERSION
 static void usi_smooth(uint8_t *out, const uint8_t *in, int w, int h, int C) {
     const float k1 = 1.0f / 13.0f, k5 = 5.0f / 13.0f;
     const float kernel[9] = {k1, k1, k1, k1, k5, k1, k1, k1, k1};
@@ -175,6 +185,7 @@ static void usi_smooth(uint8_t *out, const uint8_t *in, int w, int h, int C) {
     if (h > 1) memcpy(out + (size_t)(h - 1) * stride, in + (size_t)(h - 1) * stride, stride);
 }
 
+USI_MULTIVERSION
 void usi_image_sharpness(uint8_t *image, int w, int h, int channels, float factor,
                          uint8_t *scratch) {
     if (factor == 1.0f || w < 3 || h < 3) return;  // PIL returns a copy for tiny images
@@ -187,10 +198,12 @@ void usi_image_sharpness(uint8_t *image, int w, int h, int channels, float facto
     for (size_t i = 0; i < n; i++) image[i] = usi_blend(scratch[i], image[i], factor);
 }
 
+USI_MULTIVERSION
 void usi_image_rgb_to_gray(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
     for (size_t p = 0; p < n_pixels; p++) dst[p] = usi_luma(src + 3 * p);
 }
 
+USI_MULTIVERSION
 void usi_image_gray_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
     // iterate backwards so dst may alias src (in-place expansion)
     for (size_t p = n_pixels; p-- > 0;) {
@@ -199,6 +212,7 @@ void usi_image_gray_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
     }
 }
 
+USI_MULTIVERSION
 void usi_image_cmyk_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
     // src holds libjpeg's raw (Adobe-inverted) CMYK; PIL reads it as "CMYK;I", i.e.
     // C' = 255 - raw, then cmyk2rgb: out = clip(nk - MULDIV255(C', nk)), nk = 255 - K'.

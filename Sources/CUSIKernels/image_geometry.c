@@ -3,6 +3,7 @@
 // the source keep the fill colour; bicubic uses Pillow's a = -1 cubic and truncates.
 #pragma STDC FP_CONTRACT OFF
 #include "usi_image.h"
+#include "usi_dispatch.h"
 
 #include <math.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static inline uint8_t usi_trunc8(double v) {
         v = p1 + (d) * (p2 + (d) * (p3 + (d) * p4));     \
     } while (0)
 
+USI_MULTIVERSION
 static void usi_sample_bicubic(uint8_t *out, const uint8_t *src, int w, int h, int C,
                                double xin, double yin) {
     xin -= 0.5;
@@ -52,6 +54,7 @@ static void usi_sample_bicubic(uint8_t *out, const uint8_t *src, int w, int h, i
     }
 }
 
+USI_MULTIVERSION
 static void usi_sample_bilinear(uint8_t *out, const uint8_t *src, int w, int h, int C,
                                 double xin, double yin) {
     xin -= 0.5;
@@ -70,6 +73,7 @@ static void usi_sample_bilinear(uint8_t *out, const uint8_t *src, int w, int h, 
     }
 }
 
+USI_MULTIVERSION
 void usi_image_affine(uint8_t *dst, const uint8_t *src, int w, int h, int channels,
                       const double m[6], int filter, const uint8_t *fill) {
     const int C = channels;

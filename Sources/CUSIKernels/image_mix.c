@@ -2,7 +2,9 @@
 // with sample N-1-i of the unmixed batch (x.flip(0)). An odd middle sample mixes with
 // itself, i.e. stays unchanged.
 #include "usi_image.h"
+#include "usi_dispatch.h"
 
+USI_MULTIVERSION
 void usi_batch_mixup(float *x, int n, size_t sample_size, float lam) {
     const float other = 1.0f - lam;
     for (int i = 0; i < n / 2; i++) {
@@ -16,6 +18,7 @@ void usi_batch_mixup(float *x, int n, size_t sample_size, float lam) {
     }
 }
 
+USI_MULTIVERSION
 void usi_batch_cutmix(float *x, int n, int h, int w, int c, int y0, int y1, int x0, int x1) {
     if (y1 <= y0 || x1 <= x0) return;
     const size_t sample = (size_t)h * w * c;

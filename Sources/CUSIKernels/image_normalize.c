@@ -1,6 +1,8 @@
 // uint8 [n, C_in] -> normalised float [n, C_out], the last step of every transform.
 #include "usi_image.h"
+#include "usi_dispatch.h"
 
+USI_MULTIVERSION
 void usi_image_normalize(float *dst, const uint8_t *src, size_t n_pixels, int in_channels,
                          int out_channels, const float *mean, const float *std) {
     // y = (v / 255 - mean) / std = v * a + b with a = 1 / (255 std), b = -mean / std,

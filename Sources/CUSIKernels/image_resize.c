@@ -4,6 +4,7 @@
 // rounds and clips to uint8.
 #pragma STDC FP_CONTRACT OFF
 #include "usi_image.h"
+#include "usi_dispatch.h"
 
 #include <limits.h>
 #include <math.h>
@@ -32,6 +33,7 @@ static inline uint8_t usi_clip8_fixed(int v) {
 }
 
 // Pillow's precompute_coeffs + normalize_coeffs_8bpc. Returns ksize (0 on failure).
+USI_MULTIVERSION
 static int usi_precompute_coeffs(int in_size, float in0, float in1, int out_size, int filter,
                                  int **bounds_out, int32_t **kk_out) {
     double support_base = filter == USI_RESAMPLE_BICUBIC ? 2.0 : 1.0;
@@ -85,6 +87,7 @@ static int usi_precompute_coeffs(int in_size, float in0, float in1, int out_size
 }
 
 // Horizontal pass: rows [row0, row0 + rows) of src -> out [rows, out_w, C].
+USI_MULTIVERSION
 static void usi_resample_horizontal(uint8_t *out, int out_w, const uint8_t *src, int src_stride,
                                     int row0, int rows, int C, int ksize, const int *bounds,
                                     const int32_t *kk) {
@@ -123,6 +126,7 @@ static void usi_resample_horizontal(uint8_t *out, int out_w, const uint8_t *src,
 }
 
 // Vertical pass: src [*, w, C] (row stride src_stride) -> out [out_h, w, C].
+USI_MULTIVERSION
 static void usi_resample_vertical(uint8_t *out, int out_h, int w, const uint8_t *src,
                                   int src_stride, int C, int ksize, const int *bounds,
                                   const int32_t *kk, int row_shift) {
@@ -145,6 +149,7 @@ static void usi_resample_vertical(uint8_t *out, int out_h, int w, const uint8_t 
     free(acc);
 }
 
+USI_MULTIVERSION
 int usi_image_resize(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw, int sh,
                      int src_stride, int channels, const float box[4], int filter) {
     if (!dst || !src || dw <= 0 || dh <= 0 || sw <= 0 || sh <= 0 || channels <= 0) return -1;
@@ -192,6 +197,7 @@ int usi_image_resize(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw, i
     return 0;
 }
 
+USI_MULTIVERSION
 void usi_image_crop(uint8_t *dst, const uint8_t *src, int src_stride, int x, int y, int w,
                     int h, int channels) {
     for (int r = 0; r < h; r++)
@@ -199,6 +205,7 @@ void usi_image_crop(uint8_t *dst, const uint8_t *src, int src_stride, int x, int
                src + (size_t)(y + r) * src_stride + (size_t)x * channels, (size_t)w * channels);
 }
 
+USI_MULTIVERSION
 void usi_image_hflip(uint8_t *image, int w, int h, int channels) {
     for (int y = 0; y < h; y++) {
         uint8_t *row = image + (size_t)y * w * channels;

@@ -55,7 +55,8 @@ static inline void ug_store_generic(const float *acc, int NR, float *c, int64_t 
 }
 
 // ----------------------------------------------------------------------------------------
-// Portable kernel: 6 x 16, plain C the compiler vectorises (AVX2 on x86-64-v3, NEON on arm).
+// Portable kernel: 6 x 16, plain C the compiler vectorises (AVX2/FMA in the x86-64-v3 copy,
+// SSE2 in the baseline copy, NEON on arm).
 
 #define UG_GEN_MR 6
 #define UG_GEN_NR 16
@@ -78,6 +79,7 @@ ug_kern_generic_impl(int k, const float *restrict a, int64_t ars, int64_t acs,
 }
 
 // A row-major (element (i, p) at a[i*lda + p]).
+USI_MULTIVERSION
 static void ug_kern_generic_rows(int k, const float *a, int64_t lda, const float *b,
                                  int64_t brs, float *c, int64_t ldc, int mr, int nr,
                                  const ug_epi *e) {
@@ -85,6 +87,7 @@ static void ug_kern_generic_rows(int k, const float *a, int64_t lda, const float
 }
 
 // A k-major (element (i, p) at a[p*lda + i]).
+USI_MULTIVERSION
 static void ug_kern_generic_kmaj(int k, const float *a, int64_t lda, const float *b,
                                  int64_t brs, float *c, int64_t ldc, int mr, int nr,
                                  const ug_epi *e) {
@@ -194,17 +197,7 @@ static const ug_isa g_avx512 = {12, 32, ug_kern_avx512_rows, ug_kern_avx512_kmaj
 #endif
 
 int usi_sgemm_packed_best_isa(void) {
-    static atomic_int level = -1;
-    int l = atomic_load(&level);
-    if (l < 0) {
-        l = USI_GEMM_ISA_PORTABLE;
-#if UG_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) l = USI_GEMM_ISA_AVX512;
-#endif
-        atomic_store(&level, l);
-    }
-    return l;
+    return usi_cpu_level() >= USI_CPU_AVX512 ? USI_GEMM_ISA_AVX512 : USI_GEMM_ISA_PORTABLE;
 }
 
 static const ug_isa *ug_pick(int isa) {
@@ -314,6 +307,7 @@ static int ug_task_block(const ug_job *j, int t, int *i0, int *i1, int *p0, int 
     return *i0 < *i1 && *p0 < *p1;
 }
 
+USI_MULTIVERSION
 static void ug_task(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
@@ -375,6 +369,7 @@ static void ug_task(void *v, int t) {
 // A task of usi_sgemm_packed_fill_a: per K-slice, the row block's A is filled into scratch
 // (about 200 KB, it stays in L2) and every panel's micro-kernels read it there. Same slices,
 // kernels and order as ug_task, so the result is the materialised product's to the bit.
+USI_MULTIVERSION
 static void ug_task_fill_a(void *v, int t) {
     const ug_job *j = (const ug_job *)v;
     const ug_isa *isa = j->isa;
@@ -412,11 +407,14 @@ typedef struct {
     const float *B;
     int64_t ldb;
     int N, K, NR;
+    int avx2;  // usi_cpu_level() >= USI_CPU_AVX2, decided on the calling thread
 } ug_packb_job;
 
-#if defined(__AVX2__)
+#if UG_X86
+#define UG_AVX2 __attribute__((target("avx2,fma")))
+
 // dst[i*ldd + r] = src[r*lds + i] for an 8 x 8 block.
-static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
+static inline __attribute__((always_inline)) UG_AVX2 void ug_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
     __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds),
            r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds),
            r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
@@ -438,10 +436,26 @@ static inline void ug_transpose8(float *dst, int64_t ldd, const float *src, int6
     _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
     _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
+
+// Columns [0, nr / 8 * 8) of panel d (NR wide), K-rows [k0, k1), from B rows c0.. ([N, K]
+// row-major): 8 x 8 blocks transposed in registers (a scalar copy of a transposed block is one
+// load and one store per element). Returns the columns done.
+UG_AVX2 static int ug_packb_cols_avx2(float *d, int NR, const float *B, int64_t ldb, int c0,
+                                      int nr, int k0, int k1) {
+    int jj = 0;
+    for (; jj + 8 <= nr; jj += 8) {
+        const float *src = B + (size_t)(c0 + jj) * ldb;
+        int p = k0;
+        for (; p + 8 <= k1; p += 8) ug_transpose8(d + (size_t)p * NR + jj, NR, src + p, ldb);
+        for (int r = 0; r < 8; r++)
+            for (int q = p; q < k1; q++) d[(size_t)q * NR + jj + r] = src[(size_t)r * ldb + q];
+    }
+    return jj;
+}
 #endif
 
 // Packs panels [p0, p1) of a transposed B ([N, K] row-major) into k-major NR-wide panels.
-
+USI_MULTIVERSION
 static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
     const ug_packb_job *j = (const ug_packb_job *)v;
     const int NR = j->NR;
@@ -454,16 +468,8 @@ static void ug_packb_range(void *v, int64_t p0, int64_t p1) {
         for (int k0 = 0; k0 < j->K; k0 += UG_KC) {
             int k1 = k0 + UG_KC < j->K ? k0 + UG_KC : j->K;
             int jj = 0;
-#if defined(__AVX2__)
-            // 8 x 8 blocks transposed in registers (a scalar copy of a transposed block is one
-            // load and one store per element).
-            for (; jj + 8 <= nr; jj += 8) {
-                const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
-                int p = k0;
-                for (; p + 8 <= k1; p += 8) ug_transpose8(d + (size_t)p * NR + jj, NR, src + p, j->ldb);
-                for (int r = 0; r < 8; r++)
-                    for (int q = p; q < k1; q++) d[(size_t)q * NR + jj + r] = src[(size_t)r * j->ldb + q];
-            }
+#if UG_X86
+            if (j->avx2) jj = ug_packb_cols_avx2(d, NR, j->B, j->ldb, c0, nr, k0, k1);
 #endif
             for (; jj < nr; jj++) {
                 const float *src = j->B + (size_t)(c0 + jj) * j->ldb;
@@ -481,7 +487,7 @@ static int ug_pack_b_call(ug_job *j, const float *B, int64_t ldb) {
     const int NR = j->isa->nr;
     float *bp = ug_scratch_get(0, (size_t)j->npanels * NR * (size_t)j->K);
     if (!bp) return 0;
-    ug_packb_job pj = {bp, B, ldb, j->N, j->K, NR};
+    ug_packb_job pj = {bp, B, ldb, j->N, j->K, NR, usi_cpu_level() >= USI_CPU_AVX2};
     usi_parallel_range(j->npanels, (int64_t)j->K * NR, ug_packb_range, &pj);
     j->B = bp;
     j->ldb = NR;
@@ -515,6 +521,7 @@ static void ug_plan(ug_job *j) {
     j->nb = (j->npanels + j->panels_per_block - 1) / j->panels_per_block;
 }
 
+USI_MULTIVERSION
 void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, const float *bias) {
@@ -560,6 +567,7 @@ void usi_sgemm_packed(int isa_req, int trans_a, int trans_b, int M, int N, int K
     usi_parallel_for(j.mb * j.nb, ug_task, &j);
 }
 
+USI_MULTIVERSION
 int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn fill,
                             const void *ctx, const float *B, int ldb, float *C, int ldc,
                             const float *bias) {
@@ -582,7 +590,8 @@ int usi_sgemm_packed_fill_a(int isa_req, int M, int N, int K, usi_fill_rows_fn f
     return 1;
 }
 
-// Every GEMM (convolutions, usi_sgemm): our kernel where the CPU has AVX-512, BLAS otherwise.
+// Every GEMM (convolutions, usi_sgemm): our kernel where usi_cpu_level allows AVX-512, BLAS
+// otherwise (OpenBLAS picks its own kernels for the CPU).
 #ifndef USI_USES_PACKED_GEMM
 #define USI_USES_PACKED_GEMM 1
 #endif
@@ -591,6 +600,7 @@ int usi_gemm_is_packed(void) {
     return USI_USES_PACKED_GEMM && usi_sgemm_packed_best_isa() >= USI_GEMM_ISA_AVX512;
 }
 
+USI_MULTIVERSION
 void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
     // Its rounding error on the resnet10t conv GEMMs is OpenBLAS's (rms vs the double-sum
@@ -610,4 +620,307 @@ void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A
         beta = 1.0f;
     }
     usi_sgemm(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ----------------------------------------------------------------------------------------
+// Weights packed once (a frozen layer: the teacher), in FP32 or BF16.
+//
+// C[M,N] = A[M,K] W^T + bias with W [N, K] (conv weights OHWI viewed as [OC, KH*KW*C], linear
+// weights [out, in]): the B operand of every forward GEMM. The FP32 form is the per-call
+// packing of ug_pack_b_call made once, so its products are the unpacked path's to the bit.
+// The BF16 form holds W rounded to BF16 (round to nearest even) as k-pairs, the operand
+// layout of vdpbf16ps: panel jp, pair p, column j -> the 32-bit word (W[c0+j][2p],
+// W[c0+j][2p+1]). A is rounded to BF16 per task and K-slice, inside the block the micro-kernel
+// reads (from the conv's im2col fill or straight from A), never in a pass of its own. Each
+// vdpbf16ps adds two exact products (BF16 x BF16 fits FP32's mantissa) into FP32 accumulators.
+
+struct usi_packed_weights {
+    int precision;    // USI_PRECISION_FP32 or USI_PRECISION_BF16
+    int N, K;
+    int npanels;      // of UG_MAX_NR (32) columns
+    int64_t kpairs;   // BF16: ceil(K / 2)
+    void *data;       // FP32 [npanels][K][32] floats; BF16 [npanels][kpairs][32] uint32
+};
+
+// Round to nearest even; NaN stays NaN (quiet), infinities stay infinite.
+static inline uint16_t ug_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float usi_bf16_round(float x) {
+    uint32_t u = (uint32_t)ug_bf16_bits(x) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int usi_precision_supported(int precision) {
+    if (precision == USI_PRECISION_FP32) return usi_cpu_level() >= USI_CPU_AVX512;
+    if (precision == USI_PRECISION_BF16) return usi_cpu_level() >= USI_CPU_AVX512_BF16;
+    return 0;
+}
+
+typedef struct {
+    uint32_t *dst;
+    const float *W;
+    int64_t ldw;
+    int N, K;
+    int64_t kpairs;
+} ug_packbf_job;
+
+USI_MULTIVERSION
+static void ug_packbf_range(void *v, int64_t p0, int64_t p1) {
+    const ug_packbf_job *j = (const ug_packbf_job *)v;
+    for (int64_t jp = p0; jp < p1; jp++) {
+        uint32_t *d = j->dst + (size_t)jp * j->kpairs * UG_MAX_NR;
+        int c0 = (int)jp * UG_MAX_NR;
+        for (int jj = 0; jj < UG_MAX_NR; jj++) {
+            const float *w = c0 + jj < j->N ? j->W + (size_t)(c0 + jj) * j->ldw : NULL;
+            for (int64_t p = 0; p < j->kpairs; p++) {
+                uint32_t lo = w ? ug_bf16_bits(w[2 * p]) : 0;
+                uint32_t hi = w && 2 * p + 1 < j->K ? ug_bf16_bits(w[2 * p + 1]) : 0;
+                d[(size_t)p * UG_MAX_NR + jj] = lo | (hi << 16);
+            }
+        }
+    }
+}
+
+usi_packed_weights *usi_pack_weights(int precision, int N, int K, const float *W, int ldw) {
+    if (N <= 0 || K <= 0 || !usi_precision_supported(precision)) return NULL;
+    usi_packed_weights *p = (usi_packed_weights *)calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->precision = precision;
+    p->N = N;
+    p->K = K;
+    p->npanels = (N + UG_MAX_NR - 1) / UG_MAX_NR;
+    p->kpairs = ((int64_t)K + 1) / 2;
+    size_t bytes = precision == USI_PRECISION_BF16
+                       ? (size_t)p->npanels * (size_t)p->kpairs * UG_MAX_NR * sizeof(uint32_t)
+                       : (size_t)p->npanels * (size_t)K * UG_MAX_NR * sizeof(float);
+    p->data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p->data) {
+        free(p);
+        return NULL;
+    }
+    if (precision == USI_PRECISION_BF16) {
+        ug_packbf_job pj = {(uint32_t *)p->data, W, ldw, N, K, p->kpairs};
+        usi_parallel_range(p->npanels, p->kpairs * UG_MAX_NR, ug_packbf_range, &pj);
+    } else {
+        ug_packb_job pj = {(float *)p->data, W, ldw, N, K, UG_MAX_NR, usi_cpu_level() >= USI_CPU_AVX2};
+        usi_parallel_range(p->npanels, (int64_t)K * UG_MAX_NR, ug_packb_range, &pj);
+    }
+    return p;
+}
+
+void usi_packed_weights_free(usi_packed_weights *w) {
+    if (!w) return;
+    free(w->data);
+    free(w);
+}
+
+int usi_packed_weights_precision(const usi_packed_weights *w) { return w ? w->precision : -1; }
+
+#if UG_X86
+#define UG_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
+#define UG_KCB 512  // K-slice of the BF16 kernel (a B micro-panel 256 pairs x 32 = 32 KB)
+
+// 12 x 32 tile over kp k-pairs: A rows of BF16 (row i at a + i*lda, pairs contiguous), B the
+// packed panel (32 words per pair). first: C = acc + bias; otherwise C += acc.
+UG_BF16 static void ug_kern_bf16(int64_t kp, const uint16_t *a, int64_t lda, const uint32_t *b,
+                                 float *c, int64_t ldc, int mr, int nr, int first,
+                                 const float *bias) {
+    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,
+           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0;
+    if (!first)
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
+        }
+#define UG_BROW(i)                                                              \
+    do {                                                                        \
+        int32_t pair;                                                           \
+        memcpy(&pair, a + (size_t)(i) * lda, sizeof pair);                      \
+        __m512bh ai = (__m512bh)_mm512_set1_epi32(pair);                        \
+        x##i = _mm512_dpbf16_ps(x##i, ai, b0);                                  \
+        y##i = _mm512_dpbf16_ps(y##i, ai, b1);                                  \
+    } while (0)
+    for (int64_t p = 0; p < kp; p++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+        UG_BROW(0); UG_BROW(1); UG_BROW(2); UG_BROW(3); UG_BROW(4); UG_BROW(5);
+        UG_BROW(6); UG_BROW(7); UG_BROW(8); UG_BROW(9); UG_BROW(10); UG_BROW(11);
+        a += 2;
+        b += UG_MAX_NR;
+    }
+#undef UG_BROW
+    __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF
+                            : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = bias0;
+    if (first && bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+#define UG_BOUT(i)                                                                   \
+    if ((i) < mr) {                                                                  \
+        float *cr = c + (size_t)(i) * ldc;                                           \
+        __m512 v0 = x##i, v1 = y##i;                                                 \
+        if (first) {                                                                 \
+            v0 = _mm512_add_ps(v0, bias0);                                           \
+            v1 = _mm512_add_ps(v1, bias1);                                           \
+        } else {                                                                     \
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));                   \
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));              \
+        }                                                                            \
+        _mm512_mask_storeu_ps(cr, m0, v0);                                           \
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);                                      \
+    }
+    UG_BOUT(0) UG_BOUT(1) UG_BOUT(2) UG_BOUT(3) UG_BOUT(4) UG_BOUT(5)
+    UG_BOUT(6) UG_BOUT(7) UG_BOUT(8) UG_BOUT(9) UG_BOUT(10) UG_BOUT(11)
+#undef UG_BOUT
+}
+
+// rows x kb floats (row r at src + r*lds) -> BF16 rows (dst + r*ldd), kb rounded up to even
+// with a zero. 32 floats per instruction pair (vcvtne2ps2bf16 rounds to nearest even).
+UG_BF16 static void ug_to_bf16_avx512(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                                      int rows, int kb) {
+    const int kb2 = (kb + 1) & ~1;
+    for (int r = 0; r < rows; r++) {
+        const float *s = src + (size_t)r * lds;
+        uint16_t *d = dst + (size_t)r * ldd;
+        int k = 0;
+        for (; k + 32 <= kb; k += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + k + 16), _mm512_loadu_ps(s + k));
+            _mm512_storeu_si512(d + k, (__m512i)v);
+        }
+        if (k < kb2) {
+            int n = kb - k;  // 0 < n < 32, or n == 0 with only the pad left (cannot happen)
+            __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+            __mmask16 hi = n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1u);
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, s + k + 16),
+                                             _mm512_maskz_loadu_ps(lo, s + k));
+            int n2 = kb2 - k;
+            _mm512_mask_storeu_epi16(d + k, n2 >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << n2) - 1u),
+                                     (__m512i)v);
+        }
+    }
+}
+#endif
+
+typedef struct {
+    const usi_packed_weights *w;
+    int M;
+    const float *A;   // A [M, K] row-major (lda), or NULL with fill
+    int64_t lda;
+    usi_fill_rows_fn fill;
+    const void *fill_ctx;
+    float *C;
+    int64_t ldc;
+    const float *bias;
+    ug_job plan;      // the partition (ug_plan's, with the AVX-512 kernel's MR)
+} ug_bf16_job;
+
+#if UG_X86
+// A task of a BF16 product: per K-slice, the row block's A (filled as FP32 into scratch, or read
+// from A) becomes BF16 in scratch, and every panel's micro-kernels read it there.
+USI_MULTIVERSION
+static void ug_task_bf16(void *v, int t) {
+    const ug_bf16_job *j = (const ug_bf16_job *)v;
+    const int MR = 12, K = j->w->K;
+    int i0, i1, p0, p1;
+    if (!ug_task_block(&j->plan, t, &i0, &i1, &p0, &p1)) return;
+    const int rows = i1 - i0, padded = (rows + MR - 1) / MR * MR;
+    // Row strides off powers of two (L1 sets), in floats for the fill and in BF16 for the kernel.
+    const int64_t ldf = UG_KCB + 16, ldb = UG_KCB + 32;
+    size_t nf = j->fill ? (size_t)rows * ldf : 0;
+    size_t nb = ((size_t)padded * ldb + 1) / 2;  // in floats
+    float *s = ug_scratch_get(1, nf + nb + 16);
+    if (!s) return;  // out of memory: leave C as is (cannot happen for sane sizes)
+    float *fbuf = s;
+    uint16_t *abf = (uint16_t *)(s + nf);
+    for (int kc = 0; kc < K; kc += UG_KCB) {
+        int kb = K - kc < UG_KCB ? K - kc : UG_KCB;
+        if (j->fill) {
+            j->fill(j->fill_ctx, fbuf, ldf, i0, rows, kc, kb);
+            ug_to_bf16_avx512(abf, ldb, fbuf, ldf, rows, kb);
+        } else {
+            ug_to_bf16_avx512(abf, ldb, j->A + (size_t)i0 * j->lda + kc, j->lda, rows, kb);
+        }
+        // The last micro-panel's missing rows are read (and discarded) by the kernel.
+        for (int r = rows; r < padded; r++) memset(abf + (size_t)r * ldb, 0, (size_t)(kb + 1) / 2 * 4);
+        const int64_t kp = (kb + 1) / 2;
+        for (int jp = p0; jp < p1; jp++) {
+            int c0 = jp * UG_MAX_NR;
+            int nr = j->w->N - c0 < UG_MAX_NR ? j->w->N - c0 : UG_MAX_NR;
+            const uint32_t *b = (const uint32_t *)j->w->data + ((size_t)jp * j->w->kpairs + kc / 2) * UG_MAX_NR;
+            for (int i = i0; i < i1; i += MR) {
+                int mr = i1 - i < MR ? i1 - i : MR;
+                ug_kern_bf16(kp, abf + (size_t)(i - i0) * ldb, ldb, b, j->C + (size_t)i * j->ldc + c0,
+                             j->ldc, mr, nr, kc == 0, j->bias ? j->bias + c0 : NULL);
+            }
+        }
+    }
+}
+#endif
+
+int usi_gemm_packed_weights_fill(int M, usi_fill_rows_fn fill, const void *ctx, const float *A,
+                                 int lda, const usi_packed_weights *w, float *C, int ldc,
+                                 const float *bias) {
+    if (!w || !usi_precision_supported(w->precision)) return 0;
+    if (M <= 0) return 1;
+    ug_job j = {0};
+    j.isa = &g_avx512;
+    j.M = M;
+    j.N = w->N;
+    j.K = w->K;
+    j.alpha = 1.0f;
+    j.beta = 0.0f;
+    j.C = C;
+    j.ldc = ldc;
+    j.bias = bias;
+    j.npanels = w->npanels;
+    ug_plan(&j);
+    if (w->precision == USI_PRECISION_FP32) {
+        // The unpacked path's job with its B packing already done.
+        j.ta = 0;
+        j.A = A;
+        j.lda = lda;
+        j.B = (const float *)w->data;
+        j.ldb = UG_MAX_NR;
+        j.b_packed = 1;
+        j.fill_a = fill;
+        j.fill_ctx = ctx;
+        usi_parallel_for(j.mb * j.nb, fill ? ug_task_fill_a : ug_task, &j);
+        return 1;
+    }
+#if UG_X86
+    ug_bf16_job bj = {w, M, A, lda, fill, ctx, C, ldc, bias, j};
+    usi_parallel_for(j.mb * j.nb, ug_task_bf16, &bj);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int usi_gemm_packed_weights(int M, const float *A, int lda, const usi_packed_weights *w, float *C,
+                            int ldc, const float *bias) {
+    return usi_gemm_packed_weights_fill(M, NULL, NULL, A, lda, w, C, ldc, bias);
+}
+
+// Reference: A and W rounded to BF16 as the kernel rounds them, products summed in double.
+USI_MULTIVERSION
+void usi_gemm_bf16_naive(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                         float *C, int ldc, const float *bias) {
+    for (int i = 0; i < M; i++)
+        for (int n = 0; n < N; n++) {
+            double acc = bias ? bias[n] : 0.0;
+            for (int k = 0; k < K; k++)
+                acc += (double)usi_bf16_round(A[(size_t)i * lda + k]) *
+                       (double)usi_bf16_round(W[(size_t)n * ldw + k]);
+            C[(size_t)i * ldc + n] = (float)acc;
+        }
 }

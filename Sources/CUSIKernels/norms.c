@@ -14,6 +14,7 @@ typedef struct {
     int mode;            // 0: sums of (x-shift), (x-shift)^2; 1: sums of dy, dy*(x-shift)
 } colstat_ctx;
 
+USI_MULTIVERSION
 static void colstat_task(void *v, int t) {
     const colstat_ctx *k = (const colstat_ctx *)v;
     int64_t r0, r1;
@@ -41,6 +42,7 @@ static void colstat_task(void *v, int t) {
 }
 
 // sum1, sum2 [C] (assigned) from the fixed-partition partials.
+USI_MULTIVERSION
 static int colstats(double *sum1, double *sum2, const float *x, const float *dy,
                     const float *shift, int64_t M, int C, int mode) {
     int tasks = usi_fixed_tasks(M, C);
@@ -69,6 +71,7 @@ typedef struct {
 } rowmap_ctx;
 
 // y = (x - mean) * a + b
+USI_MULTIVERSION
 static void bn_apply_range(void *v, int64_t r0, int64_t r1) {
     const rowmap_ctx *k = (const rowmap_ctx *)v;
     const int C = k->C;
@@ -80,6 +83,7 @@ static void bn_apply_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // dx += a * (dy - b - (x - mean) * k)
+USI_MULTIVERSION
 static void bn_dx_range(void *v, int64_t r0, int64_t r1) {
     const rowmap_ctx *k = (const rowmap_ctx *)v;
     const int C = k->C;
@@ -93,6 +97,7 @@ static void bn_dx_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // y, x [M, C]; mean, invstd, var_biased [C] written; gamma, beta [C] may be NULL.
+USI_MULTIVERSION
 void usi_batchnorm_forward_train(float *y, float *mean, float *invstd, float *var_biased,
                                  const float *x, const float *gamma, const float *beta,
                                  int64_t M, int C, float eps) {
@@ -126,6 +131,7 @@ void usi_batchnorm_forward_train(float *y, float *mean, float *invstd, float *va
 }
 
 // y = (x - rmean) / sqrt(rvar + eps) * gamma + beta
+USI_MULTIVERSION
 void usi_batchnorm_forward_eval(float *y, const float *x, const float *rmean,
                                 const float *rvar, const float *gamma, const float *beta,
                                 int64_t M, int C, float eps) {
@@ -143,6 +149,7 @@ void usi_batchnorm_forward_eval(float *y, const float *x, const float *rmean,
 }
 
 // Standard training-mode BN backward (statistics depend on x).
+USI_MULTIVERSION
 void usi_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                             const float *x, const float *mean, const float *invstd,
                             const float *gamma, int64_t M, int C) {
@@ -174,6 +181,7 @@ void usi_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float 
 }
 
 // Eval-mode backward: y is affine in x.
+USI_MULTIVERSION
 void usi_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const float *dy,
                                  const float *x, const float *rmean, const float *rvar,
                                  const float *gamma, int64_t M, int C, float eps) {
@@ -226,6 +234,7 @@ typedef struct {
     float eps;
 } ln_ctx;
 
+USI_MULTIVERSION
 static void ln_fwd_range(void *v, int64_t r0, int64_t r1) {
     const ln_ctx *k = (const ln_ctx *)v;
     const int C = k->C;
@@ -262,6 +271,7 @@ static void ln_fwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // y, x [M, C]; mean, rstd [M] (may be NULL); weight, bias [C] (may be NULL).
+USI_MULTIVERSION
 void usi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
                            const float *weight, const float *bias, int64_t M, int C,
                            float eps) {
@@ -279,6 +289,7 @@ typedef struct {
     int want_params;
 } lnb_ctx;
 
+USI_MULTIVERSION
 static void ln_bwd_task(void *v, int t) {
     const lnb_ctx *k = (const lnb_ctx *)v;
     const int C = k->C;
@@ -328,6 +339,7 @@ static void ln_bwd_task(void *v, int t) {
 }
 
 // dx [M, C] += ..., dweight, dbias [C] += ... (each may be NULL).
+USI_MULTIVERSION
 void usi_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dy,
                             const float *x, const float *mean, const float *rstd,
                             const float *weight, int64_t M, int C) {

@@ -18,6 +18,7 @@ typedef struct {
     int N, H, W, C, OH, OW;
 } pool_ctx;
 
+USI_MULTIVERSION
 static void maxpool_fwd_range(void *v, int64_t r0, int64_t r1) {
     const pool_ctx *k = (const pool_ctx *)v;
     const usi_conv_shape *s = k->s;
@@ -74,6 +75,7 @@ static void maxpool_fwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // out [N, OH, OW, C]; argmax [N, OH, OW, C] = flat index into x (may be NULL).
+USI_MULTIVERSION
 void usi_maxpool2d_forward(float *out, int32_t *argmax, const float *x,
                            const usi_conv_shape *s) {
     if (s->N <= 0 || s->OH <= 0 || s->OW <= 0 || s->C <= 0) return;
@@ -93,6 +95,7 @@ typedef struct {
 } poolb_ctx;
 
 // Items are (n, channel block) pairs.
+USI_MULTIVERSION
 static void maxpool_bwd_range(void *v, int64_t i0, int64_t i1) {
     const poolb_ctx *k = (const poolb_ctx *)v;
     const int C = k->C;
@@ -111,6 +114,7 @@ static void maxpool_bwd_range(void *v, int64_t i0, int64_t i1) {
 }
 
 // dx [N, H, W, C] += scatter of dout [N, OH, OW, C] through argmax.
+USI_MULTIVERSION
 void usi_maxpool2d_backward(float *dx, const float *dout, const int32_t *argmax,
                             const usi_conv_shape *s) {
     if (s->N <= 0 || s->OH <= 0 || s->OW <= 0 || s->C <= 0) return;
@@ -142,6 +146,7 @@ static inline void avg_window(const usi_conv_shape *s, int oh, int ow, int cip, 
     *inv = div > 0 ? 1.0f / (float)div : 0.0f;
 }
 
+USI_MULTIVERSION
 static void avgpool_fwd_range(void *v, int64_t r0, int64_t r1) {
     const pool_ctx *k = (const pool_ctx *)v;
     const usi_conv_shape *s = k->s;
@@ -165,6 +170,7 @@ static void avgpool_fwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // out [N, OH, OW, C] = average pooling of x (no dilation; DH/DW are ignored).
+USI_MULTIVERSION
 void usi_avgpool2d_forward(float *out, const float *x, const usi_conv_shape *s,
                            int count_include_pad) {
     if (s->N <= 0 || s->OH <= 0 || s->OW <= 0 || s->C <= 0) return;
@@ -173,6 +179,7 @@ void usi_avgpool2d_forward(float *out, const float *x, const usi_conv_shape *s,
                        avgpool_fwd_range, &k);
 }
 
+USI_MULTIVERSION
 static void avgpool_bwd_range(void *v, int64_t i0, int64_t i1) {
     const poolb_ctx *k = (const poolb_ctx *)v;
     const usi_conv_shape *s = k->s;
@@ -196,6 +203,7 @@ static void avgpool_bwd_range(void *v, int64_t i0, int64_t i1) {
 }
 
 // dx [N, H, W, C] += adjoint of the average pooling applied to dout [N, OH, OW, C].
+USI_MULTIVERSION
 void usi_avgpool2d_backward(float *dx, const float *dout, const usi_conv_shape *s,
                             int count_include_pad) {
     if (s->N <= 0 || s->OH <= 0 || s->OW <= 0 || s->C <= 0) return;
@@ -216,6 +224,7 @@ static inline void adaptive_bin(int i, int in, int out, int *b, int *e) {
     *e = (int)((((int64_t)i + 1) * in + out - 1) / out);
 }
 
+USI_MULTIVERSION
 static void adaptive_fwd_range(void *v, int64_t r0, int64_t r1) {
     const pool_ctx *k = (const pool_ctx *)v;
     const int H = k->H, W = k->W, C = k->C;
@@ -240,6 +249,7 @@ static void adaptive_fwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // x [N, H, W, C] -> out [N, OH, OW, C]
+USI_MULTIVERSION
 void usi_adaptive_avgpool2d_forward(float *out, const float *x, int N, int H, int W, int C,
                                     int OH, int OW) {
     if (N <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
@@ -248,6 +258,7 @@ void usi_adaptive_avgpool2d_forward(float *out, const float *x, int N, int H, in
     usi_parallel_range((int64_t)N * OH, (int64_t)OW * C * win, adaptive_fwd_range, &k);
 }
 
+USI_MULTIVERSION
 static void adaptive_bwd_range(void *v, int64_t i0, int64_t i1) {
     const poolb_ctx *k = (const poolb_ctx *)v;
     const int H = k->H, W = k->W, C = k->C;
@@ -273,6 +284,7 @@ static void adaptive_bwd_range(void *v, int64_t i0, int64_t i1) {
 }
 
 // dx [N, H, W, C] += adjoint of adaptive average pooling applied to dout [N, OH, OW, C].
+USI_MULTIVERSION
 void usi_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int H, int W,
                                      int C, int OH, int OW) {
     if (N <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
@@ -285,6 +297,7 @@ void usi_adaptive_avgpool2d_backward(float *dx, const float *dout, int N, int H,
 // ----------------------------------------------------------------------------------------
 // Naive references: one output element at a time, PyTorch's formulas written out.
 
+USI_MULTIVERSION
 void usi_maxpool2d_forward_naive(float *out, int32_t *argmax, const float *x,
                                  const usi_conv_shape *s) {
     for (int n = 0; n < s->N; n++)
@@ -324,6 +337,7 @@ static int naive_avg_divisor(const usi_conv_shape *s, int oh, int ow, int cip) {
     return cnt;
 }
 
+USI_MULTIVERSION
 void usi_avgpool2d_forward_naive(float *out, const float *x, const usi_conv_shape *s,
                                  int count_include_pad) {
     for (int n = 0; n < s->N; n++)
@@ -344,6 +358,7 @@ void usi_avgpool2d_forward_naive(float *out, const float *x, const usi_conv_shap
             }
 }
 
+USI_MULTIVERSION
 void usi_avgpool2d_backward_naive(float *dx, const float *dout, const usi_conv_shape *s,
                                   int count_include_pad) {
     for (int n = 0; n < s->N; n++)
@@ -363,6 +378,7 @@ void usi_avgpool2d_backward_naive(float *dx, const float *dout, const usi_conv_s
             }
 }
 
+USI_MULTIVERSION
 void usi_adaptive_avgpool2d_forward_naive(float *out, const float *x, int N, int H, int W,
                                           int C, int OH, int OW) {
     for (int n = 0; n < N; n++)

@@ -1,4 +1,5 @@
 #include "usi_random.h"
+#include "usi_dispatch.h"
 
 // SplitMix64 finaliser as a hash of (seed, index).
 static inline uint64_t mix64(uint64_t z) {
@@ -8,6 +9,7 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+USI_MULTIVERSION
 void usi_dropout_mask(float *mask, size_t n, float p, uint64_t seed) {
     const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     const uint64_t base = mix64(seed);

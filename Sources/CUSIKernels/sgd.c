@@ -14,6 +14,7 @@ typedef struct {
     int nesterov, first;
 } sgd_ctx;
 
+USI_MULTIVERSION
 static void sgd_range(void *vctx, int64_t b, int64_t e) {
     const sgd_ctx *k = (const sgd_ctx *)vctx;
     float *restrict p = k->p, *restrict buf = k->buf;
@@ -53,6 +54,7 @@ static void sgd_range(void *vctx, int64_t b, int64_t e) {
 }
 
 // param, grad, momentum_buffer [n] (buffer NULL when momentum == 0).
+USI_MULTIVERSION
 void usi_sgd_step(float *param, const float *grad, float *momentum_buffer, size_t n, float lr,
                   float momentum, float dampening, float weight_decay, int nesterov,
                   int first_step) {
@@ -65,6 +67,7 @@ void usi_sgd_step(float *param, const float *grad, float *momentum_buffer, size_
     usi_parallel_range((int64_t)n, 4, sgd_range, &k);
 }
 
+USI_MULTIVERSION
 void usi_sgd_step_naive(float *param, const float *grad, float *momentum_buffer, size_t n,
                         float lr, float momentum, float dampening, float weight_decay,
                         int nesterov, int first_step) {
@@ -89,6 +92,7 @@ typedef struct {
     float w;
 } ema_ctx;
 
+USI_MULTIVERSION
 static void ema_range(void *vctx, int64_t b, int64_t e) {
     const ema_ctx *k = (const ema_ctx *)vctx;
     float *restrict a = k->ema;
@@ -103,12 +107,14 @@ static void ema_range(void *vctx, int64_t b, int64_t e) {
 }
 
 // ema, x [n]
+USI_MULTIVERSION
 void usi_ema_update(float *ema, const float *x, size_t n, double decay) {
     if (n == 0) return;
     ema_ctx k = {ema, x, (float)(1.0 - decay)};
     usi_parallel_range((int64_t)n, 1, ema_range, &k);
 }
 
+USI_MULTIVERSION
 void usi_ema_update_naive(float *ema, const float *x, size_t n, double decay) {
     for (size_t i = 0; i < n; i++) ema[i] = (float)(decay * ema[i] + (1.0 - decay) * x[i]);
 }
@@ -116,6 +122,7 @@ void usi_ema_update_naive(float *ema, const float *x, size_t n, double decay) {
 // ----------------------------------------------------------------------------------------
 // Sum of squares (gradient clipping), deterministic for any thread count.
 
+USI_MULTIVERSION
 static double sumsq_contig(const float *x, int64_t n) {
     // Eight double lanes so the loop vectorises without reassociating a single accumulator.
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -128,6 +135,7 @@ static double sumsq_contig(const float *x, int64_t n) {
     return s;
 }
 
+USI_MULTIVERSION
 double usi_optim_sum_squares(const float *x, size_t n) {
     return usi_chunked_reduce(x, (int64_t)n, sumsq_contig);
 }

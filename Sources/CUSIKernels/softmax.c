@@ -7,6 +7,7 @@
 
 // Row maximum with 16 independent lanes (vectorisable). NaNs are ignored here; they still
 // propagate through exp(x - max) into the row's output.
+USI_MULTIVERSION
 static float row_max(const float *x, int C) {
     float acc[16];
     for (int l = 0; l < 16; l++) acc[l] = -INFINITY;
@@ -20,6 +21,7 @@ static float row_max(const float *x, int C) {
 }
 
 // Sum in float with 16 independent lanes (vectorisable), then the lanes in double.
+USI_MULTIVERSION
 static double row_sum_f(const float *x, int C) {
     float acc[16] = {0};
     int j = 0;
@@ -31,6 +33,7 @@ static double row_sum_f(const float *x, int C) {
     return s;
 }
 
+USI_MULTIVERSION
 static double row_dot_f(const float *a, const float *b, int C) {
     float acc[16] = {0};
     int j = 0;
@@ -43,6 +46,7 @@ static double row_dot_f(const float *a, const float *b, int C) {
 }
 
 // y [C] = softmax(x [C]); returns log(sum exp(x - max)) and stores max.
+USI_MULTIVERSION
 static double softmax_row(float *restrict y, const float *restrict x, int C, float *max_out) {
     float m = row_max(x, C);
     if (m == -INFINITY) m = 0.0f;  // all -inf: avoid inf - inf
@@ -60,6 +64,7 @@ typedef struct {
     int C;
 } sm_ctx;
 
+USI_MULTIVERSION
 static void softmax_range(void *v, int64_t r0, int64_t r1) {
     const sm_ctx *k = (const sm_ctx *)v;
     float m;
@@ -67,12 +72,14 @@ static void softmax_range(void *v, int64_t r0, int64_t r1) {
         softmax_row(k->y + (size_t)r * k->C, k->x + (size_t)r * k->C, k->C, &m);
 }
 
+USI_MULTIVERSION
 void usi_softmax_forward(float *y, const float *x, int64_t M, int C) {
     if (M <= 0 || C <= 0) return;
     sm_ctx k = {y, x, NULL, C};
     usi_parallel_range(M, 4 * (int64_t)C, softmax_range, &k);
 }
 
+USI_MULTIVERSION
 static void softmax_bwd_range(void *v, int64_t r0, int64_t r1) {
     const sm_ctx *k = (const sm_ctx *)v;
     const int C = k->C;
@@ -85,12 +92,14 @@ static void softmax_bwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // dx += y * (dy - sum(dy * y))
+USI_MULTIVERSION
 void usi_softmax_backward(float *dx, const float *dy, const float *y, int64_t M, int C) {
     if (!dx || M <= 0 || C <= 0) return;
     sm_ctx k = {dx, y, dy, C};
     usi_parallel_range(M, 2 * (int64_t)C, softmax_bwd_range, &k);
 }
 
+USI_MULTIVERSION
 static void log_softmax_range(void *v, int64_t r0, int64_t r1) {
     const sm_ctx *k = (const sm_ctx *)v;
     const int C = k->C;
@@ -111,12 +120,14 @@ static void log_softmax_range(void *v, int64_t r0, int64_t r1) {
     }
 }
 
+USI_MULTIVERSION
 void usi_log_softmax_forward(float *y, const float *x, int64_t M, int C) {
     if (M <= 0 || C <= 0) return;
     sm_ctx k = {y, x, NULL, C};
     usi_parallel_range(M, 4 * (int64_t)C, log_softmax_range, &k);
 }
 
+USI_MULTIVERSION
 static void log_softmax_bwd_range(void *v, int64_t r0, int64_t r1) {
     const sm_ctx *k = (const sm_ctx *)v;
     const int C = k->C;
@@ -129,6 +140,7 @@ static void log_softmax_bwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // dx += dy - exp(y) * sum(dy)
+USI_MULTIVERSION
 void usi_log_softmax_backward(float *dx, const float *dy, const float *y, int64_t M, int C) {
     if (!dx || M <= 0 || C <= 0) return;
     sm_ctx k = {dx, y, dy, C};
@@ -147,6 +159,7 @@ typedef struct {
     int C, tasks;
 } ce_ctx;
 
+USI_MULTIVERSION
 static void ce_fwd_task(void *v, int t) {
     const ce_ctx *k = (const ce_ctx *)v;
     const int C = k->C;
@@ -176,6 +189,7 @@ static void ce_fwd_task(void *v, int t) {
 
 // Mean over rows of the cross-entropy; probs [M, C] = softmax(logits). Hard labels outside
 // [0, C) contribute nothing (the caller validates labels).
+USI_MULTIVERSION
 double usi_cross_entropy_forward(float *probs, const float *logits, const float *targets,
                                  const int32_t *labels, int64_t M, int C) {
     if (M <= 0 || C <= 0) return 0.0;
@@ -196,6 +210,7 @@ typedef struct {
     float f;  // scale / M
 } ceb_ctx;
 
+USI_MULTIVERSION
 static void ce_bwd_range(void *v, int64_t r0, int64_t r1) {
     const ceb_ctx *k = (const ceb_ctx *)v;
     const int C = k->C;
@@ -217,6 +232,7 @@ static void ce_bwd_range(void *v, int64_t r0, int64_t r1) {
 }
 
 // dlogits += scale * (probs * sum(t) - t) / M
+USI_MULTIVERSION
 void usi_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,
                                 const int32_t *labels, int64_t M, int C, float scale) {
     if (!dlogits || M <= 0 || C <= 0) return;

@@ -1,5 +1,6 @@
 #include <stddef.h>
 #include "usi_resize.h"
+#include "usi_dispatch.h"
 
 // Source coordinate and weights along one axis, PyTorch's align_corners=False rule.
 static void axis_weights(int out_size, int in_size, int i, int *i0, int *i1, float *w1) {
@@ -13,6 +14,7 @@ static void axis_weights(int out_size, int in_size, int i, int *i0, int *i1, flo
     *w1 = src - (float)lo;
 }
 
+USI_MULTIVERSION
 void usi_resize_bilinear_nhwc(float *out, const float *x, int N, int H, int W, int C, int OH, int OW) {
     for (int n = 0; n < N; n++) {
         const float *img = x + (size_t)n * H * W * C;

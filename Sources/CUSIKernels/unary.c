@@ -1,6 +1,8 @@
 #include <math.h>
 #include "usi_unary.h"
+#include "usi_dispatch.h"
 
+USI_MULTIVERSION
 void usi_unary_forward(int kind, float *y, const float *x, size_t n) {
     switch (kind) {
     case USI_EXP: for (size_t i = 0; i < n; i++) y[i] = expf(x[i]); break;
@@ -11,6 +13,7 @@ void usi_unary_forward(int kind, float *y, const float *x, size_t n) {
     }
 }
 
+USI_MULTIVERSION
 void usi_unary_backward(int kind, float *dx, const float *dy, const float *x, const float *y, size_t n) {
     switch (kind) {
     case USI_EXP: for (size_t i = 0; i < n; i++) dx[i] += dy[i] * y[i]; break;
@@ -23,10 +26,12 @@ void usi_unary_backward(int kind, float *dx, const float *dy, const float *x, co
     }
 }
 
+USI_MULTIVERSION
 void usi_clamp_forward(float *y, const float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
 }
 
+USI_MULTIVERSION
 void usi_clamp_backward(float *dx, const float *dy, const float *x, size_t n, float lo, float hi) {
     // PyTorch passes the gradient where lo <= x <= hi.
     for (size_t i = 0; i < n; i++) dx[i] += (x[i] >= lo && x[i] <= hi) ? dy[i] : 0.0f;

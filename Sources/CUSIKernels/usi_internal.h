@@ -2,6 +2,7 @@
 #ifndef USI_INTERNAL_H
 #define USI_INTERNAL_H
 
+#include "usi_dispatch.h"
 #include "usi_kernels.h"
 #include <math.h>
 #include <stdint.h>
@@ -24,6 +25,12 @@ void usi_conv_gemm(int trans_a, int trans_b, int M, int N, int K, const float *A
 // Whether usi_sgemm and usi_conv_gemm run our packed kernel (it blocks the rows itself:
 // callers pass all).
 int usi_gemm_is_packed(void);
+
+// microgemm.c: C[M, N] = A W^T + bias with packed weights, A given (fill NULL) or produced
+// block by block by `fill` (A unused); 0 when the weights' precision does not run here.
+int usi_gemm_packed_weights_fill(int M, usi_fill_rows_fn fill, const void *ctx, const float *A,
+                                 int lda, const usi_packed_weights *w, float *C, int ldc,
+                                 const float *bias);
 
 // elementwise.c: out [C] += column sums of x [M, C] (double partials over fixed row chunks,
 // added in chunk order: deterministic for any thread count).

@@ -10,6 +10,8 @@ struct Bench: ParsableCommand {
         defaultSubcommand: BenchModels.self)
 }
 
+extension InferencePrecision: ExpressibleByArgument {}
+
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
@@ -30,7 +32,8 @@ struct BenchKernels: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
-        print("threads \(report.threads)   sgemm \(sgemmSize)³: \(format(report.sgemmGflops)) GFLOP/s")
+        let capped = report.cpuLevel == report.detectedCPULevel ? "" : " (CPU: \(report.detectedCPULevel), capped by USI_CPU)"
+        print("threads \(report.threads)   ISA \(report.cpuLevel)\(capped)   sgemm \(sgemmSize)³: \(format(report.sgemmGflops)) GFLOP/s")
         print("layer".padding(toLength: 30, withPad: " ", startingAt: 0) + "   fwd GFLOP/s  (of sgemm)   bwd GFLOP/s  (of sgemm)")
         for layer in report.layers {
             print(layer.name.padding(toLength: 30, withPad: " ", startingAt: 0)
@@ -84,9 +87,17 @@ struct BenchModels: ParsableCommand {
     var inputSize: Int?
     @Flag(help: "Also measure a training step (forward, backward, AdamW).")
     var train = false
+    @Option(help: "Inference GEMM inputs: fp32 or bf16 (FP32 accumulation; bf16 needs AVX512-BF16). The folded model is prepared for it, as a frozen teacher is.")
+    var precision: InferencePrecision = .float32
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard precision.isSupported else {
+            throw ValidationError("--precision \(precision.rawValue) does not run on this CPU (bf16 needs AVX512-BF16)")
+        }
+    }
 
     struct Row: Codable {
         var name: String
@@ -110,6 +121,7 @@ struct BenchModels: ParsableCommand {
     }
     struct Report: Codable {
         var threads: Int
+        var precision: String
         var models: [Row]
     }
 
@@ -137,12 +149,13 @@ struct BenchModels: ParsableCommand {
             }
             model.eval()
             (model as? BatchNormFoldable)?.foldBatchNorms()
+            model.prepareForInference(precision: precision)
             let seconds = KernelBenchmark.medianSeconds(minimumRuns: 3, minimumSeconds: 1) { _ = withoutGradients { model(x) } }
             rows.append(Row(name: name, batch: batch, inputSize: c.inputSize, inferImagesPerSecond: Double(batch) / seconds,
                             trainImagesPerSecond: trainRate))
         }
-        if json { try printJSON(Report(threads: Threading.threadCount, models: rows)); return }
-        print("threads \(Threading.threadCount)")
+        if json { try printJSON(Report(threads: Threading.threadCount, precision: precision.rawValue, models: rows)); return }
+        print("threads \(Threading.threadCount)   inference precision \(precision.rawValue)")
         print("model".rightPadded(26) + "batch".leftPadded(6) + "size".leftPadded(6) + "infer img/s".leftPadded(13) + "train img/s".leftPadded(13))
         for r in rows {
             print(r.name.rightPadded(26) + String(r.batch).leftPadded(6) + String(r.inputSize).leftPadded(6)

@@ -22,6 +22,8 @@ struct Evaluate: ParsableCommand {
     var batchSize = 256
     @Option(help: "Centre-crop fraction (default: the model's crop_pct; 1 for fashion-mnist).")
     var cropFraction: Double?
+    @Option(help: "Fold BatchNorms and prepare the model for inference at fp32 or bf16 (as a frozen teacher); default: the model as loaded, unfolded FP32.")
+    var precision: InferencePrecision?
     @Flag(help: "Print {\"top1\": x, \"top5\": x, \"count\": n}.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
@@ -31,12 +33,23 @@ struct Evaluate: ParsableCommand {
     /// batch's logits are not finite.
     final class NonFiniteFlag: @unchecked Sendable { var seen = false }
 
+    func validate() throws {
+        if let precision, !precision.isSupported {
+            throw ValidationError("--precision \(precision.rawValue) does not run on this CPU (bf16 needs AVX512-BF16)")
+        }
+    }
+
     func run() throws {
         try threadOptions.apply()
         try imageLimitOptions.apply()
         let dataset = try loadEvaluationData(data)
         let (backbone, _, file) = try loadModel(name: model, weights: weights, classes: dataset.classCount)
         try requireFiniteWeights(file)
+        if let precision {
+            backbone.eval()
+            (backbone as? BatchNormFoldable)?.foldBatchNorms()
+            backbone.prepareForInference(precision: precision)
+        }
         let crop = cropFraction ?? (data == "fashion-mnist" ? 1 : nil)
         let nonFinite = NonFiniteFlag()
         let result = try Evaluator.evaluate(backbone, on: dataset, batchSize: batchSize, cropFraction: crop, logits: { x in

@@ -34,6 +34,34 @@ void usi_flush_denormals(void);
 void usi_parallel_for(int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
 
 // ----------------------------------------------------------------------------------------
+// Instruction-set dispatch. The library is compiled for the platform's baseline and picks
+// faster code at run time: x86-64-v3 copies of the kernels (AVX2/FMA; chosen by the loader
+// from cpuid) and hand-written AVX2, AVX-512 and AVX512-BF16 paths (chosen by the level
+// below). $USI_CPU=baseline|avx2|avx512|avx512bf16, read once, caps the level for the whole
+// process (an unknown value caps nothing); it never raises it above what the CPU has.
+
+/// Cumulative instruction-set levels (each includes the ones below).
+enum usi_cpu_level {
+    USI_CPU_BASELINE = 0,     // x86-64 (SSE2) or any other platform: portable C
+    USI_CPU_AVX2 = 1,         // x86-64-v3: AVX2, FMA, BMI2
+    USI_CPU_AVX512 = 2,       // + AVX-512F
+    USI_CPU_AVX512_BF16 = 3,  // + AVX-512BW/VL and AVX512-BF16 (vdpbf16ps)
+};
+/// The level the library's own dispatch uses on the calling thread: the CPU's, capped by
+/// $USI_CPU and by usi_cpu_cap_thread. Kernels decide on the calling thread, before they
+/// hand work to the pool, so a per-thread cap covers the whole call.
+int usi_cpu_level(void);
+/// The CPU's level, ignoring every cap.
+int usi_cpu_detected_level(void);
+/// Caps usi_cpu_level on the calling thread (for tests of the fallback paths); -1 removes
+/// the cap. Cannot raise the level.
+void usi_cpu_cap_thread(int level);
+/// "baseline", "avx2", "avx512", "avx512bf16" -> the level; -1 for anything else.
+int usi_cpu_parse_level(const char *name);
+/// The name of a level (as $USI_CPU spells it).
+const char *usi_cpu_level_name(int level);
+
+// ----------------------------------------------------------------------------------------
 // GEMM: the only place that names a BLAS.
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or X^T.
 void usi_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -42,10 +70,11 @@ void usi_sgemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc);
 
-/// Kernel choice of usi_sgemm_packed: the best the CPU supports, the portable C kernel, or
-/// the AVX-512 kernel (a request above what the CPU supports gets the best it supports).
+/// Kernel choice of usi_sgemm_packed: the best usi_cpu_level allows, the portable C kernel,
+/// or the AVX-512 kernel (a request above what the level allows gets the best it allows).
 enum usi_gemm_isa { USI_GEMM_ISA_BEST = 0, USI_GEMM_ISA_PORTABLE = 1, USI_GEMM_ISA_AVX512 = 2 };
-/// The best kernel this CPU supports (USI_GEMM_ISA_PORTABLE or USI_GEMM_ISA_AVX512).
+/// The best kernel usi_cpu_level allows on the calling thread (USI_GEMM_ISA_PORTABLE or
+/// USI_GEMM_ISA_AVX512).
 int usi_sgemm_packed_best_isa(void);
 /// Our own register-blocked SGEMM for the tall-skinny conv products (no BLAS):
 /// C[M,N] = alpha * op(A) op(B) + beta * C + bias, row-major; bias [N] broadcast over rows
@@ -65,6 +94,32 @@ typedef void (*usi_fill_rows_fn)(const void *ctx, float *dst, int64_t ldd, int i
 int usi_sgemm_packed_fill_a(int isa, int M, int N, int K, usi_fill_rows_fn fill,
                             const void *ctx, const float *B, int ldb, float *C, int ldc,
                             const float *bias);
+
+/// Precision of a GEMM's inputs (accumulation is FP32 either way).
+enum usi_precision { USI_PRECISION_FP32 = 0, USI_PRECISION_BF16 = 1 };
+/// Weights W [N, K] packed once as the B operand of C = A W^T (a frozen layer's forward).
+typedef struct usi_packed_weights usi_packed_weights;
+/// Whether products with packed weights of `precision` run at the calling thread's level:
+/// FP32 on the AVX-512 kernel, BF16 (vdpbf16ps) with AVX512-BF16.
+int usi_precision_supported(int precision);
+/// Packs W [N, K] (row-major, ldw): FP32 as the packed kernel's panels, or rounded to BF16
+/// (nearest even). NULL when the precision does not run here (usi_precision_supported) or
+/// out of memory: the caller keeps its unpacked FP32 path.
+usi_packed_weights *usi_pack_weights(int precision, int N, int K, const float *W, int ldw);
+void usi_packed_weights_free(usi_packed_weights *w);
+/// USI_PRECISION_FP32 or USI_PRECISION_BF16 (-1 for NULL).
+int usi_packed_weights_precision(const usi_packed_weights *w);
+/// C[M, N] = A[M, K] W^T + bias (bias [N] may be NULL), assigned. FP32 weights give exactly
+/// usi_sgemm_packed(BEST, 0, 1, ...)'s result; BF16 weights round A to BF16 block by block
+/// inside the product. Returns 0 (C untouched) when the weights' precision does not run at
+/// the calling thread's level (see usi_cpu_cap_thread): the caller runs its FP32 path.
+int usi_gemm_packed_weights(int M, const float *A, int lda, const usi_packed_weights *w,
+                            float *C, int ldc, const float *bias);
+/// Rounds to the nearest BF16 value (ties to even), as the BF16 kernels round their inputs.
+float usi_bf16_round(float x);
+/// Reference: A and W rounded with usi_bf16_round, products summed in double.
+void usi_gemm_bf16_naive(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                         float *C, int ldc, const float *bias);
 
 // ----------------------------------------------------------------------------------------
 // Elementwise and strided copies.
@@ -145,6 +200,14 @@ void usi_conv2d_backward(float *dx, float *dw, float *dbias, const float *dout,
                          float *workspace);
 void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const float *bias,
                               const usi_conv_shape *s);
+/// out = conv(x, w) + bias with w packed by usi_pack_weights(precision, OC, KH*KW*C, w, ...)
+/// (groups 1 only: a [OC, KH, KW, C] weight is that [OC, K] matrix). The column matrix is
+/// filled block by block inside the product (and rounded to BF16 there for BF16 weights).
+/// FP32 weights give usi_conv2d_forward's result to the bit. Returns 0 (out untouched) for
+/// grouped convolutions or when the weights' precision does not run at the calling thread's
+/// level: the caller runs usi_conv2d_forward.
+int usi_conv2d_forward_packed(float *out, const float *x, const usi_packed_weights *w,
+                              const float *bias, const usi_conv_shape *s);
 void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
                                const float *x, const float *w, const usi_conv_shape *s);
 

@@ -49,9 +49,17 @@ public enum KernelBenchmark {
     /// The whole measurement.
     public struct Report: Sendable, Codable {
         public let threads: Int
+        /// The instruction-set level the kernels dispatched to (`baseline`, `avx2`, `avx512`,
+        /// `avx512bf16`; lowered by `USI_CPU`).
+        public let cpuLevel: String
+        /// The CPU's own level, ignoring `USI_CPU`.
+        public let detectedCPULevel: String
         public let sgemmGflops: Double
         public let layers: [LayerResult]
-        enum CodingKeys: String, CodingKey { case threads, sgemmGflops = "sgemm_gflops", layers }
+        enum CodingKeys: String, CodingKey {
+            case threads, cpuLevel = "cpu_level", detectedCPULevel = "detected_cpu_level"
+            case sgemmGflops = "sgemm_gflops", layers
+        }
     }
 
     /// Median seconds of `body` over timed runs after one warm-up run (at least `minimumRuns`
@@ -118,6 +126,8 @@ public enum KernelBenchmark {
             let fwd = layer.forwardFlops / forward / 1e9, bwd = 2 * layer.forwardFlops / backward / 1e9
             return LayerResult(name: layer.name, fwdGflops: fwd, bwdGflops: bwd, fwdFraction: fwd / peak, bwdFraction: bwd / peak)
         }
-        return Report(threads: Threading.threadCount, sgemmGflops: peak, layers: results)
+        return Report(threads: Threading.threadCount, cpuLevel: String(cString: usi_cpu_level_name(usi_cpu_level())),
+                      detectedCPULevel: String(cString: usi_cpu_level_name(usi_cpu_detected_level())),
+                      sgemmGflops: peak, layers: results)
     }
 }

@@ -13,6 +13,8 @@ public final class Conv2d: Module, UnaryLayer {
     public let dilation: (Int, Int)
     /// Channel groups (`groups == in == out` is a depthwise convolution).
     public let groups: Int
+    /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
+    var packedWeights: PackedWeights?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputChannels: Int, outputChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
@@ -43,7 +45,8 @@ public final class Conv2d: Module, UnaryLayer {
 
     /// Applies the convolution.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        if let packedWeights, let y = preparedForward(x, packedWeights) { return y }
+        return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
     /// Folds an inference-mode BatchNorm that follows this convolution into its weight and

@@ -5,6 +5,8 @@ public final class Linear: Module, UnaryLayer {
     @Parameter public private(set) var weight: Tensor
     /// `[out]` or `nil`.
     @Parameter public private(set) var bias: Tensor?
+    /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
+    var packedWeights: PackedWeights?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true) {
@@ -19,5 +21,8 @@ public final class Linear: Module, UnaryLayer {
     public var outputFeatures: Int { weight.shape[0] }
 
     /// Applies the layer.
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let packedWeights, let y = preparedForward(x, packedWeights) { return y }
+        return linear(x, weight: weight, bias: bias)
+    }
 }

@@ -1,0 +1,122 @@
+import CUSIKernels
+
+/// The precision of a frozen layer's GEMM inputs at inference. Accumulation is FP32 either way.
+public enum InferencePrecision: String, Sendable, CaseIterable, Codable {
+    /// Exact FP32 products (the default; what an unprepared layer computes).
+    case float32 = "fp32"
+    /// Weights and activations rounded to BF16 (8 significant bits), products summed in FP32:
+    /// `vdpbf16ps` on CPUs with AVX512-BF16, about twice the FP32 arithmetic rate.
+    case bfloat16 = "bf16"
+
+    var kernelPrecision: Int32 {
+        switch self {
+        case .float32: Int32(USI_PRECISION_FP32.rawValue)
+        case .bfloat16: Int32(USI_PRECISION_BF16.rawValue)
+        }
+    }
+
+    /// Whether this CPU (within `USI_CPU`) runs prepared layers of this precision: FP32 packed
+    /// weights need AVX-512, BF16 needs AVX512-BF16. Where it does not, preparation leaves a
+    /// layer unprepared and it keeps its FP32 path.
+    public var isSupported: Bool { usi_precision_supported(kernelPrecision) != 0 }
+}
+
+/// A layer's weight converted (FP32 or BF16) and packed once for its forward GEMMs.
+///
+/// It is a copy: if the layer's weight changes afterwards, prepare the module again.
+public final class PackedWeights: @unchecked Sendable {
+    let handle: OpaquePointer
+    /// The precision the weights were packed for.
+    public let precision: InferencePrecision
+
+    /// Packs `weight` viewed as `[rows, weight.count / rows]`; nil where the precision does
+    /// not run on this CPU.
+    init?(_ weight: Tensor, rows: Int, precision: InferencePrecision) {
+        let k = weight.count / rows
+        guard let handle = withExtendedLifetime(weight, {
+            usi_pack_weights(precision.kernelPrecision, Int32(rows), Int32(k), weight.pointer, Int32(k))
+        }) else { return nil }
+        self.handle = handle
+        self.precision = precision
+    }
+
+    deinit { usi_packed_weights_free(handle) }
+}
+
+/// Whether a forward pass over these tensors may take a prepared path: nothing would be
+/// recorded for a backward pass (prepared weights carry no gradients).
+@inline(__always)
+private func inferenceOnly(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Bool {
+    !GradientTape.current.isRecording || !(x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
+}
+
+extension Conv2d {
+    /// The convolution with prepared weights, or nil when the unprepared path must run
+    /// (gradients to record, a grouped convolution, or a CPU level that cannot run them).
+    func preparedForward(_ x: Tensor, _ packed: PackedWeights) -> Tensor? {
+        guard groups == 1, inferenceOnly(x, weight, bias), x.rank == 4, x.shape[3] == inputChannels else { return nil }
+        var s = windowShape(input: x.shape, outChannels: outputChannels, kernel: (weight.shape[1], weight.shape[2]),
+                            stride: stride, padding: padding, dilation: dilation, groups: 1, op: "conv2d")
+        let out = Tensor(uninitializedShape: [x.shape[0], Int(s.OH), Int(s.OW), outputChannels])
+        let done = withExtendedLifetime((x, bias, packed)) {
+            usi_conv2d_forward_packed(out.pointer, x.pointer, packed.handle, bias.map { UnsafePointer($0.pointer) }, &s)
+        }
+        guard done != 0 else { return nil }
+        FlopCounter.add(multiplyAdds: out.count * weight.count / outputChannels)
+        return out
+    }
+}
+
+extension Linear {
+    /// The layer with prepared weights, or nil when the unprepared path must run.
+    func preparedForward(_ x: Tensor, _ packed: PackedWeights) -> Tensor? {
+        guard inferenceOnly(x, weight, bias), x.shape.last == inputFeatures else { return nil }
+        let rows = x.count / max(inputFeatures, 1)
+        let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outputFeatures])
+        let done = withExtendedLifetime((x, bias, packed)) {
+            usi_gemm_packed_weights(Int32(rows), x.pointer, Int32(inputFeatures), packed.handle, out.pointer,
+                                    Int32(outputFeatures), bias.map { UnsafePointer($0.pointer) })
+        }
+        guard done != 0 else { return nil }
+        FlopCounter.add(multiplyAdds: rows * inputFeatures * outputFeatures)
+        return out
+    }
+}
+
+extension Module {
+    /// Prepares a frozen module for inference at `precision`: every `Conv2d` (groups 1) and
+    /// `Linear` in the tree gets its weight converted and packed once, and its forward passes
+    /// use that copy whenever they record no gradients. Call it when the weights are final —
+    /// after loading and after BatchNorm folding (a later change to a weight is not seen
+    /// until the module is prepared again).
+    ///
+    /// `.float32` gives exactly the unprepared results (it only saves the per-call weight
+    /// packing); `.bfloat16` rounds weights and activations to BF16 inside the GEMMs, with FP32
+    /// accumulation. Where the CPU cannot run `precision` (``InferencePrecision/isSupported``),
+    /// layers stay unprepared and compute in FP32; a prepared layer run on a thread whose
+    /// level is capped below it (`usi_cpu_cap_thread`) also falls back to FP32.
+    ///
+    /// - Returns: how many layers were prepared.
+    @discardableResult
+    public func prepareForInference(precision: InferencePrecision) -> Int {
+        var prepared = 0
+        for (_, module) in namedModules() {
+            if let conv = module as? Conv2d {
+                conv.packedWeights = conv.groups == 1 ? PackedWeights(conv.weight, rows: conv.outputChannels, precision: precision) : nil
+                if conv.packedWeights != nil { prepared += 1 }
+            } else if let linear = module as? Linear {
+                linear.packedWeights = PackedWeights(linear.weight, rows: linear.outputFeatures, precision: precision)
+                if linear.packedWeights != nil { prepared += 1 }
+            }
+        }
+        return prepared
+    }
+
+    /// Drops every prepared weight in the tree: all layers compute unprepared FP32 again.
+    public func removeInferencePreparation() {
+        for (_, module) in namedModules() {
+            (module as? Conv2d)?.packedWeights = nil
+            (module as? Linear)?.packedWeights = nil
+        }
+    }
+}
