@@ -12,11 +12,16 @@ public final class Distiller {
     public let teacher: any Backbone
     /// The configuration of the students whose batches it sees (normalisation, channels, size).
     public let studentConfig: BackboneConfig
+    /// The precision of the teacher's GEMM inputs (FP32 accumulation either way).
+    public let precision: InferencePrecision
 
     /// Wraps `teacher` for students configured as `student`, freezing it, switching it to eval
-    /// mode and folding its BatchNorms. Throws when the student's images cannot be turned into
-    /// the teacher's input (channels other than 1 ↔ 3, or a class count that differs).
-    public init(teacher: any Backbone, student: BackboneConfig) throws {
+    /// mode, folding its BatchNorms and packing its weights once for `precision` (`.float32`
+    /// computes exactly what the unprepared teacher does; `.bfloat16` rounds GEMM inputs to
+    /// BF16 on CPUs with AVX512-BF16). Throws when the student's images cannot be turned into
+    /// the teacher's input (channels other than 1 ↔ 3, or a class count that differs), or when
+    /// the CPU cannot run `precision`.
+    public init(teacher: any Backbone, student: BackboneConfig, precision: InferencePrecision = .float32) throws {
         let t = teacher.config
         let adaptable = student.inputChannels == t.inputChannels || student.inputChannels == 1 || t.inputChannels == 1
         guard adaptable else {
@@ -27,11 +32,17 @@ public final class Distiller {
             throw TrainingError.invalidConfiguration(
                 "the teacher \(t.architecture) predicts \(t.classes) classes and the student \(student.architecture) \(student.classes); fine-tune the teacher on your classes first")
         }
+        guard precision == .float32 || precision.isSupported else {
+            throw TrainingError.invalidConfiguration("teacher precision \(precision.rawValue) does not run on this CPU (it needs AVX512-BF16)")
+        }
         self.teacher = teacher
         self.studentConfig = student
+        self.precision = precision
         teacher.eval()
         teacher.freeze()
         (teacher as? BatchNormFoldable)?.foldBatchNorms()
+        // After folding: the packed copy must hold the final weights.
+        teacher.prepareForInference(precision: precision)
     }
 
     /// The teacher's logits for a student batch `[N, H, W, C]` (normalised as the student's).

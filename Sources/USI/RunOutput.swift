@@ -80,6 +80,7 @@ final class RunOutput {
         var recipe: ResolvedRecipe
         var student: BackboneConfig
         var teacher: BackboneConfig?
+        var teacherPrecision: InferencePrecision?
         var dataset: String
         var trainingSamples: Int
         var validationSamples: Int
@@ -89,11 +90,12 @@ final class RunOutput {
     /// Starts a fresh run: writes `config.json`, an empty `metrics.jsonl`, and removes the
     /// manifest and checkpoints of an earlier run in the directory.
     func start(config: USIConfig, recipe: ResolvedRecipe, student: BackboneConfig, teacher: BackboneConfig?,
-               data: TrainingData) throws {
+               teacherPrecision: InferencePrecision?, data: TrainingData) throws {
         for url in [manifestURL, partialCheckpointURL, stagingURL] { try? FileManager.default.removeItem(at: url) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let run = RunConfig(config: config, recipe: recipe, student: student, teacher: teacher, dataset: data.name,
+        let run = RunConfig(config: config, recipe: recipe, student: student, teacher: teacher,
+                            teacherPrecision: teacherPrecision, dataset: data.name,
                             trainingSamples: data.train.count, validationSamples: data.validation.count,
                             classNames: data.classNames)
         try AtomicFile.write(encoder.encode(run), to: configURL)

@@ -122,7 +122,7 @@ public final class USITrainer: @unchecked Sendable {
         }
         if let output, resumed == nil {
             try output.start(config: config, recipe: recipe, student: studentConfig, teacher: distiller?.teacher.config,
-                             data: data)
+                             teacherPrecision: distiller?.precision, data: data)
         }
         let startEpoch = (resumed?.epoch ?? -1) + 1
         var manifest = try output?.manifest()
@@ -228,11 +228,17 @@ public final class USITrainer: @unchecked Sendable {
         guard state.config == config else {
             throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
         }
-        if case let .some(teacher) = state.teacher, teacher != distiller?.teacher.config.architecture {
+        if case let .some(teacher) = state.teacher, teacher != teacherName {
             throw TrainingError.invalidConfiguration(
-                "--resume: the checkpoint was trained \(teacher.map { "with the teacher \($0)" } ?? "without a teacher"), this run \(distiller.map { "has the teacher \($0.teacher.config.architecture)" } ?? "has none")")
+                "--resume: the checkpoint was trained \(teacher.map { "with the teacher \($0)" } ?? "without a teacher"), this run \(teacherName.map { "has the teacher \($0)" } ?? "has none")")
         }
         return (state.epoch, state.progress)
+    }
+
+    /// The teacher as checkpoints record it: its architecture, and its precision unless FP32
+    /// (so a resumed run cannot silently switch the teacher's arithmetic).
+    private var teacherName: String? {
+        distiller.map { $0.precision == .float32 ? $0.teacher.config.architecture : "\($0.teacher.config.architecture) (\($0.precision.rawValue))" }
     }
 
     /// Commits an epoch: `last.safetensors`, and when the epoch is the best so far
@@ -241,7 +247,7 @@ public final class USITrainer: @unchecked Sendable {
                              to output: RunOutput, after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
         let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
                                                        epoch: epoch, config: config, classNames: data.classNames,
-                                                       teacher: distiller?.teacher.config.architecture)
+                                                       teacher: teacherName)
         var files = [(name: output.lastCheckpointURL.lastPathComponent, data: checkpoint)]
         if improved {
             let metadata = weightsMetadata(top1: top1, epoch: epoch, isEMA: emaBetter).dictionary
@@ -260,7 +266,7 @@ public final class USITrainer: @unchecked Sendable {
                                after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
         let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
                                                        epoch: epoch - 1, config: config, classNames: data.classNames,
-                                                       teacher: distiller?.teacher.config.architecture, progress: position)
+                                                       teacher: teacherName, progress: position)
         try output.commit(epoch: epoch - 1, files: [(output.partialCheckpointURL.lastPathComponent, checkpoint)],
                           metricsLine: previous?.metricsLine, partialStep: position.step, carrying: previous)
         logger.debug("mid-epoch checkpoint at epoch \(epoch), step \(position.step)")

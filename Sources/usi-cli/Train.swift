@@ -20,6 +20,8 @@ struct Train: ParsableCommand {
     var teacher: String?
     @Option(help: "Teacher weights (safetensors, timm names, trained on the same classes).")
     var teacherWeights: String?
+    @Option(help: "Precision of the teacher's GEMM inputs: fp32, or bf16 on CPUs with AVX512-BF16 (FP32 accumulation).")
+    var teacherPrecision: InferencePrecision = .float32
     @Option(help: "Start the student from these weights (e.g. timm ImageNet weights); a classifier of another size is re-initialised.")
     var initialWeights: String?
     @Flag(help: "Train without a teacher (the same recipe, cross-entropy only).")
@@ -123,7 +125,7 @@ struct Train: ParsableCommand {
             } catch let error as StateDictError {
                 throw ValidationError("teacher weights \(teacherWeights) do not fit \(teacher ?? "the named architecture"): \(error.report)")
             }
-            return try Distiller(teacher: teacherModel, student: student)
+            return try Distiller(teacher: teacherModel, student: student, precision: teacherPrecision)
         }
         guard embedded else {
             throw ValidationError("name a teacher for your data (--teacher NAME --teacher-weights FILE) or train without one (--no-kd)")
@@ -131,7 +133,7 @@ struct Train: ParsableCommand {
         guard EmbeddedDefault.teacherWeightsURL != nil else {
             throw ValidationError("the bundled Fashion-MNIST teacher (\(EmbeddedDefault.teacherFileName)) is missing; pass --teacher/--teacher-weights or --no-kd")
         }
-        return try Distiller(teacher: EmbeddedDefault.teacher(), student: student)
+        return try Distiller(teacher: EmbeddedDefault.teacher(), student: student, precision: teacherPrecision)
     }
 }
 
