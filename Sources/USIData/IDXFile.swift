@@ -64,13 +64,14 @@ public struct IDXFile: Sendable, Equatable {
             return Int(got)
         }
 
-        /// Reads exactly `count` bytes, growing the array with the data that arrives.
+        /// Reads exactly `count` bytes, growing the array with the data that arrives: chunks
+        /// start at 64 KiB and double up to 16 MiB, so a header that claims gigabytes costs no
+        /// more than the data that is really there (at most twice it, plus one chunk).
         func read(_ count: Int, what: String) throws -> [UInt8] {
             var out: [UInt8] = []
-            let chunk = 1 << 24
             while out.count < count {
                 let start = out.count
-                let want = min(count - start, chunk)
+                let want = min(count - start, min(1 << 24, max(1 << 16, start)))
                 if out.capacity < start + want {
                     out.reserveCapacity(min(count, max(2 * out.capacity, start + want)))
                 }

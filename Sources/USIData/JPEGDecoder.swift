@@ -99,7 +99,11 @@ public final class JPEGDecoder {
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, space: Int32 = 0
         let status = tjDecompressHeader3(handle, base.assumingMemoryBound(to: UInt8.self),
                                          UInt(bytes.count), &width, &height, &subsampling, &space)
-        guard status == 0, width > 0, height > 0 else {
+        // A warning (e.g. "extraneous bytes before marker", common in files from the web) still
+        // completes the header; djpeg and Pillow decode such files, and so does tjDecompress2,
+        // which reports the warning again (DecodedJPEG.hadWarning).
+        let warned = status != 0 && tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue)
+        guard status == 0 || warned, width > 0, height > 0 else {
             let message = lastError(handle)
             reset()
             if message.contains("subsampling"), let frame = JPEGMarkers.frame(in: bytes) {

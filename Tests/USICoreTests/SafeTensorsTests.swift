@@ -169,3 +169,28 @@ extension SafeTensorsTests {
         }
     }
 }
+
+extension SafeTensorsTests {
+    /// The fuzzing seeds and committed fuzzing regressions (`Fuzz/Corpus/safetensors`,
+    /// `Fuzz/Regressions/safetensors`): each loads, with every tensor, or throws a
+    /// `SafeTensorsError`; a trap stops the test process.
+    @Test("the safetensors fuzz corpus loads or throws")
+    func fuzzCorpusReplays() throws {
+        let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz")
+        var loaded = 0, files = 0
+        for folder in ["Corpus/safetensors", "Regressions/safetensors"] {
+            let directory = fuzz.appendingPathComponent(folder)
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+            for name in names.sorted() where !name.hasPrefix(".") && !name.hasSuffix(".md") {
+                files += 1
+                do {
+                    let file = try SafeTensorsFile(contentsOf: directory.appendingPathComponent(name))
+                    for tensor in file.names { _ = try file.tensor(tensor) }
+                    loaded += 1
+                } catch is SafeTensorsError {}
+            }
+        }
+        #expect(files >= 6 && loaded >= 6)
+    }
+}

@@ -101,6 +101,17 @@ struct HostileInputTests {
         #expect(header.width == 96 && header.height == 72)
     }
 
+    @Test("stray bytes before a marker are a warning, not an error (djpeg and Pillow decode such files)")
+    func extraneousBytes() throws {
+        let good = try readBytes(Self.baseline)
+        let app0End = 4 + (Int(good[4]) << 8 | Int(good[5]))  // SOI, then APP0 of that length
+        let stray = Array(good[..<app0End]) + [0, 0] + Array(good[app0End...])
+        let decoder = try JPEGDecoder()
+        let decoded = try decoder.decode(stray, name: "stray.jpg")
+        #expect(decoded.hadWarning)
+        #expect(decoded.image == (try decoder.decode(good, name: "good.jpg")).image)
+    }
+
     /// train/a: good, 12-bit, good, SOF3; train/b: good, bomb. Sorted names put the bad files
     /// between good ones.
     static func hostileFolder() throws -> TemporaryDirectory {
