@@ -20,8 +20,8 @@ struct Train: ParsableCommand {
     var teacher: String?
     @Option(help: "Teacher weights (safetensors, timm names, trained on the same classes).")
     var teacherWeights: String?
-    @Option(help: "Precision of the teacher's GEMM inputs: fp32, or bf16 on CPUs with AVX512-BF16 (FP32 accumulation).")
-    var teacherPrecision: InferencePrecision = .float32
+    @Option(help: "Precision of the teacher's GEMM inputs, fp32 or bf16 (FP32 accumulation). Default: bf16 on CPUs with AVX512-BF16, fp32 elsewhere.")
+    var teacherPrecision: InferencePrecision = .teacherDefault
     @Option(help: "Start the student from these weights (e.g. timm ImageNet weights); a classifier of another size is re-initialised.")
     var initialWeights: String?
     @Flag(help: "Train without a teacher (the same recipe, cross-entropy only).")
