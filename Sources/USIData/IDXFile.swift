@@ -72,12 +72,16 @@ public struct IDXFile: Sendable, Equatable {
             while out.count < count {
                 let start = out.count
                 let want = min(count - start, min(1 << 24, max(1 << 16, start)))
-                if out.capacity < start + want {
-                    out.reserveCapacity(min(count, max(2 * out.capacity, start + want)))
+                // Grown by copying whole blocks (no per-element appends, which a consumer's
+                // debug build would run element by element).
+                var got = 0
+                out = try [UInt8](unsafeUninitializedCapacity: start + want) { buffer, initialized in
+                    out.withUnsafeBufferPointer { old in
+                        if let from = old.baseAddress { buffer.baseAddress!.update(from: from, count: start) }
+                    }
+                    got = try readSome(buffer.baseAddress! + start, want, what: what)
+                    initialized = start + got
                 }
-                out.append(contentsOf: repeatElement(0, count: want))
-                let got = try out.withUnsafeMutableBytes { try readSome($0.baseAddress! + start, want, what: what) }
-                if got < want { out.removeLast(want - got) }
                 if got == 0 {
                     throw DataError.corrupt(path: path, reason: "truncated: \(what) needs \(count) bytes, file ends after \(out.count)")
                 }

@@ -4,9 +4,9 @@
     ~/ref/bin/python Tools/bench/torch_usi_step.py --threads 2 --bf16-teacher
 
 The embedded default: student mobilenetv3_small_050 (1 input channel, 32 px, 10 classes),
-teacher resnet10t (3 channels, 10 classes; the bundled teacher's weights when given, which
+teacher resnet10t (1 channel, 10 classes, as the bundled teacher; its weights when given, which
 changes nothing in the timing), batch 128. The step is ours: teacher logits under
-inference_mode on the student batch repeated to 3 channels, CE on soft targets + 5 * KL
+inference_mode on the student batch, CE on soft targets + 5 * KL
 (batchmean), backward, AdamW (lr 2e-3, wd 2e-2), zero_grad, EMA update (timm ModelEmaV3).
 Both models channels_last, PyTorch's fastest CPU layout. `--bf16-teacher` runs the teacher
 under CPU autocast to bfloat16. Input batches are random (the data phase is timed by
@@ -51,7 +51,7 @@ def main():
     torch.manual_seed(0)
 
     student = timm.create_model(a.student, num_classes=10, in_chans=1).to(memory_format=torch.channels_last).train()
-    teacher = timm.create_model(a.teacher, num_classes=10, in_chans=3).to(memory_format=torch.channels_last).eval()
+    teacher = timm.create_model(a.teacher, num_classes=10, in_chans=1).to(memory_format=torch.channels_last).eval()
     if a.teacher_weights:
         from safetensors.torch import load_file
         teacher.load_state_dict(load_file(a.teacher_weights))
@@ -69,7 +69,7 @@ def main():
 
     def teacher_logits():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16_teacher):
-            return teacher(x.repeat(1, 3, 1, 1).contiguous(memory_format=torch.channels_last)).float()
+            return teacher(x).float()
 
     fixed = teacher_logits()
 

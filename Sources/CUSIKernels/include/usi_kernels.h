@@ -306,4 +306,9 @@ void usi_adamw_step(float *param, const float *grad, float *m, float *v, size_t 
 #ifdef __cplusplus
 }
 #endif
+/// dst[n] <- n little-endian IEEE halves at src (any alignment), exactly.
+void usi_f16_to_f32(float *dst, const void *src, int64_t n);
+/// dst[n] <- n little-endian bfloat16 values at src (any alignment), exactly.
+void usi_bf16_to_f32(float *dst, const void *src, int64_t n);
+
 #endif

@@ -35,6 +35,12 @@ let recipe = config.resolved(trainingSamples: train.count, imageSize: student.co
 let step = try TrainingStep(student: student, distiller: distiller, config: config, recipe: recipe)
 let loader = try recipe.makeTrainingLoader(data: train, student: student.config, config: config)
 
+func seconds(since start: ContinuousClock.Instant) -> String {
+    let d = ContinuousClock.now - start
+    return String(format: "%.1f s", Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+}
+let setup = seconds(since: started)
+let training = ContinuousClock.now
 var index = 0
 for epoch in 0..<step.totalEpochs {
     let batches = loader.batches(epoch: epoch)
@@ -44,10 +50,11 @@ for epoch in 0..<step.totalEpochs {
         index += 1
     }
 }
+let trained = seconds(since: training)
+let evaluation = ContinuousClock.now
 let accuracy = try Evaluator.evaluate(student, on: validation, cropFraction: 1)
-let elapsed = ContinuousClock.now - started
 print("""
     \(student.config.architecture): \(index) steps on \(train.count) images, top-1 \(String(format: "%.2f", accuracy.top1)) % \
-    on \(accuracy.count) test images (\(student.namedParameters().count) parameter tensors, \
-    \(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)) s)
+    on \(accuracy.count) test images (\(student.namedParameters().count) parameter tensors); \
+    setup \(setup), training \(trained), evaluation \(seconds(since: evaluation)), total \(seconds(since: started))
     """)
