@@ -93,14 +93,21 @@ struct DistillerPrecisionTests {
         #expect(worst <= 1e-3)
     }
 
+    @Test("the default teacher precision is BF16 exactly where the CPU has it")
+    func defaultPrecision() throws {
+        let student = try EmbeddedDefault.student()
+        let distiller = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config)
+        #expect(distiller.precision == (InferencePrecision.bfloat16.isSupported ? .bfloat16 : .float32))
+    }
+
     @Test("an FP32 teacher prepared by the Distiller gives exactly the unprepared logits")
     func fp32Exact() throws {
         let student = try EmbeddedDefault.student()
         var g = RandomGenerator(seed: 2)
         let x = Tensor(shape: [8, 32, 32, 1], values: (0..<(8 * 32 * 32)).map { _ in g.nextFloat() * 2 - 1 })
-        let prepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config)
+        let prepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32)
         #expect(prepared.precision == .float32)
-        let unprepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config)
+        let unprepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32)
         unprepared.teacher.removeInferencePreparation()
         let logits = prepared.logits(for: x)
         #expect(logits.shape == [8, 10])
