@@ -51,8 +51,11 @@ public enum Evaluator {
         for (row, label) in labels.enumerated() {
             let scores = values[row * classes ..< (row + 1) * classes]
             let target = scores[scores.startIndex + Int(label)]
-            // Rank = how many classes score strictly higher (ties count in the label's favour).
-            let higher = scores.reduce(0) { $0 + ($1 > target ? 1 : 0) }
+            // Rank = classes scoring higher, plus those scoring the same with a lower index (as
+            // argmax and torch.topk break ties), so a model whose logits are all equal is not
+            // right about every label.
+            var higher = 0
+            for (c, score) in scores.enumerated() where score > target || (score == target && c < Int(label)) { higher += 1 }
             if higher == 0 { c1 += 1 }
             if higher < k { c5 += 1 }
         }

@@ -41,3 +41,22 @@ struct WeightsMetadataTests {
         #expect(throws: ModelError.self) { try Models.create("resnet10t", inputChannels: 500) }
     }
 }
+
+/// Logits that are all equal: an untrained or broken model.
+final class ConstantNet: Module, Backbone {
+    let config = BackboneConfig(architecture: "constant", classes: 10, inputChannels: 1, inputSize: 28, cropFraction: 1)
+    func callAsFunction(_ x: Tensor) -> Tensor { Tensor(shape: [x.shape[0], 10], repeating: 0) }
+}
+
+@Suite("Evaluation")
+struct EvaluationTests {
+    @Test("ties are broken by class index, so constant logits score the share of class 0, not 100 %")
+    func ties() throws {
+        let data = try DatasetSubset(IDXDataset.fashionMNIST(split: .test), first: 1000)
+        let result = try Evaluator.evaluate(ConstantNet(), on: data, cropFraction: 1)
+        let zeros = (0..<data.count).filter { data.label(at: $0) == 0 }.count
+        let fives = (0..<data.count).filter { data.label(at: $0) < 5 }.count
+        #expect(result.top1 == 100 * Double(zeros) / Double(data.count))
+        #expect(result.top5 == 100 * Double(fives) / Double(data.count))
+    }
+}
