@@ -136,8 +136,9 @@ final class RunOutput {
     /// and the metrics line appended.
     /// The files of `previous` that are not written again stay named in the new manifest, so
     /// that it always names every file a resume may read.
+    @discardableResult
     func commit(epoch: Int, files: [(name: String, data: Data)], metricsLine: String?, partialStep: Int?,
-                carrying previous: Manifest?) throws {
+                carrying previous: Manifest?) throws -> Manifest {
         try FileManager.default.createDirectory(at: stagingURL, withIntermediateDirectories: true)
         var entries = (previous?.files ?? []).filter { old in
             !files.contains { $0.name == old.name } && (partialStep != nil || old.name != partialCheckpointURL.lastPathComponent)
@@ -151,6 +152,7 @@ final class RunOutput {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(encoder.encode(manifest), to: manifestURL)  // the commit point
         try apply(manifest)
+        return manifest
     }
 
     /// Moves a committed manifest's staged files into place and makes sure its metrics line is

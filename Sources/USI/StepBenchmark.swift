@@ -80,12 +80,7 @@ public enum StepBenchmark {
         let teacherTime = try distiller.map { d in try median { _ = d.logits(for: x) } }
         student.train()
         func forwardBackward() {
-            let logits = student(x)
-            let loss = teacherLogits.map {
-                Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,
-                               weight: Float(config.distillationWeight))
-            } ?? crossEntropy(logits, softTargets: targets)
-            loss.backward()
+            step.loss(logits: student(x), teacherLogits: teacherLogits, targets: targets).backward()
         }
         let studentTime = median {
             forwardBackward()

@@ -50,12 +50,6 @@ enum TrainingCheckpoint {
         return try SafeTensors.encode(records, metadata: metadata)
     }
 
-    /// Restores model, optimiser and EMA from `url`; nil when there is no such file.
-    static func load(from url: URL, student: any Backbone, optimizer: AdamW, ema: ExponentialMovingAverage?) throws -> State? {
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        return try load(SafeTensorsFile(contentsOf: url), student: student, optimizer: optimizer, ema: ema)
-    }
-
     /// Restores model, optimiser and EMA from checkpoint bytes already read (and verified).
     static func load(_ data: Data, source: URL, student: any Backbone, optimizer: AdamW,
                      ema: ExponentialMovingAverage?) throws -> State {

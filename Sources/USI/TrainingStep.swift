@@ -79,11 +79,7 @@ public final class TrainingStep {
         let teacher = teacherLogits ?? distiller?.logits(for: images)
         stochasticLayers.reseed(seed: config.seed, step: step)
         if !student.isTraining { student.train() }  // after an evaluation; a tree walk, so only then
-        let logits = student(images)
-        let loss = teacher.map {
-            Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,
-                           weight: Float(config.distillationWeight), distillationOnly: config.distillationOnly)
-        } ?? crossEntropy(logits, softTargets: targets)
+        let loss = self.loss(logits: student(images), teacherLogits: teacher, targets: targets)
         let value = Double(loss.item)
         guard value.isFinite else {
             GradientTape.current.reset()
@@ -95,6 +91,15 @@ public final class TrainingStep {
         optimizer.zeroGradients()
         ema?.update(step: step + 1)
         return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images.shape[0])
+    }
+
+    /// The configuration's loss: the USI loss with teacher logits, cross-entropy on the
+    /// (mixed) targets without.
+    func loss(logits: Tensor, teacherLogits: Tensor?, targets: Tensor) -> Tensor {
+        teacherLogits.map {
+            Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,
+                           weight: Float(config.distillationWeight), distillationOnly: config.distillationOnly)
+        } ?? crossEntropy(logits, softTargets: targets)
     }
 
     /// Trains on a loader batch (see ``callAsFunction(images:targets:step:teacherLogits:)``).

@@ -257,8 +257,8 @@ public final class USITrainer: @unchecked Sendable {
             files.append((output.bestCheckpointURL.lastPathComponent, checkpoint))
             files.append((output.bestWeightsURL.lastPathComponent, weights))
         }
-        try output.commit(epoch: epoch, files: files, metricsLine: RunOutput.line(metrics), partialStep: nil, carrying: previous)
-        return try output.manifest()
+        return try output.commit(epoch: epoch, files: files, metricsLine: RunOutput.line(metrics), partialStep: nil,
+                                 carrying: previous)
     }
 
     /// Commits a mid-epoch checkpoint of epoch `epoch` at `position`.
@@ -267,10 +267,9 @@ public final class USITrainer: @unchecked Sendable {
         let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
                                                        epoch: epoch - 1, config: config, classNames: data.classNames,
                                                        teacher: teacherName, progress: position)
-        try output.commit(epoch: epoch - 1, files: [(output.partialCheckpointURL.lastPathComponent, checkpoint)],
-                          metricsLine: previous?.metricsLine, partialStep: position.step, carrying: previous)
         logger.debug("mid-epoch checkpoint at epoch \(epoch), step \(position.step)")
-        return try output.manifest()
+        return try output.commit(epoch: epoch - 1, files: [(output.partialCheckpointURL.lastPathComponent, checkpoint)],
+                                 metricsLine: previous?.metricsLine, partialStep: position.step, carrying: previous)
     }
 
     private func emit(_ event: TrainingEvent) { onEvent?(event) }

@@ -347,17 +347,6 @@ public enum SafeTensors {
     }
 }
 
-/// IEEE half → float.
-func halfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exponent = Int((h >> 10) & 0x1F), mantissa = UInt32(h & 0x3FF)
-    if exponent == 0 {
-        return Float(bitPattern: sign) + (sign != 0 ? -1 : 1) * Float(mantissa) * 0x1p-24
-    }
-    if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
-    return Float(bitPattern: sign | UInt32(exponent + 112) << 23 | mantissa << 13)
-}
-
 /// Float → IEEE half, round to nearest even (overflow to infinity).
 func floatToHalf(_ f: Float) -> UInt16 {
     let bits = f.bitPattern
