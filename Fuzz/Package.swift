@@ -19,5 +19,7 @@ let package = Package(
         .executableTarget(name: "fuzz-safetensors", dependencies: ["CFuzzDriver", .product(name: "USICore", package: main)]),
         .executableTarget(name: "fuzz-idx", dependencies: ["CFuzzDriver", .product(name: "USIData", package: main)]),
         .executableTarget(name: "fuzz-jpeg", dependencies: ["CFuzzDriver", .product(name: "USIData", package: main)]),
+        .executableTarget(name: "fuzz-checkpoint", dependencies: ["CFuzzDriver", .product(name: "USI", package: main),
+                                                                  .product(name: "USIModels", package: main)]),
     ]
 )

@@ -119,16 +119,32 @@ final class RunOutput {
         var metricsLine: String?
         /// Steps of the next epoch that `partial.safetensors` has trained (nil = none).
         var partialStep: Int?
+
+        /// Decodes and checks a manifest: file names are plain names inside the run directory,
+        /// sizes and positions are not negative.
+        static func decode(_ data: Data, source: String) throws -> Manifest {
+            let manifest: Manifest
+            do {
+                manifest = try JSONDecoder().decode(Manifest.self, from: data)
+            } catch {
+                throw TrainingError.invalidData("\(source) is damaged: \(error)")
+            }
+            for file in manifest.files {
+                guard !file.name.isEmpty, !file.name.contains("/"), !file.name.hasPrefix("."), file.bytes >= 0 else {
+                    throw TrainingError.invalidData("\(source) is damaged: it names the file '\(file.name)' of \(file.bytes) bytes")
+                }
+            }
+            guard manifest.epoch >= -1, (manifest.partialStep ?? 0) >= 0 else {
+                throw TrainingError.invalidData("\(source) is damaged: epoch \(manifest.epoch), step \(manifest.partialStep ?? 0)")
+            }
+            return manifest
+        }
     }
 
     /// The manifest of the last commit, or nil when the run has committed nothing.
     func manifest() throws -> Manifest? {
         guard let data = try? Data(contentsOf: manifestURL) else { return nil }
-        do {
-            return try JSONDecoder().decode(Manifest.self, from: data)
-        } catch {
-            throw TrainingError.invalidData("\(manifestURL.path) is damaged: \(error)")
-        }
+        return try Manifest.decode(data, source: manifestURL.path)
     }
 
     /// Commits an epoch (or a mid-epoch checkpoint when `metricsLine` is nil): `files` are

@@ -50,6 +50,23 @@ enum TrainingCheckpoint {
         return try SafeTensors.encode(records, metadata: metadata)
     }
 
+    /// Checks the numbers a resume acts on: the epoch within the run, a mid-epoch position
+    /// within its epoch and running sums that are finite and not negative. A checkpoint
+    /// passes its checksum only if we wrote it, but a hand-made one must still be refused,
+    /// not trap in the loop bounds or the clock arithmetic.
+    static func validate(_ state: State, totalEpochs: Int, stepsPerEpoch: Int) throws {
+        func refuse(_ field: String, _ value: Any) -> TrainingError {
+            TrainingError.invalidData("the checkpoint's \(field) is out of range (\(value))")
+        }
+        guard (-1..<max(totalEpochs, 0)).contains(state.epoch) else { throw refuse("epoch", state.epoch) }
+        guard let p = state.progress else { return }
+        guard (0..<stepsPerEpoch).contains(p.step) else { throw refuse("progress.step", p.step) }
+        guard p.lossCount >= 0, p.images >= 0, p.skippedImages >= 0 else { throw refuse("progress counts", "\(p.lossCount), \(p.images), \(p.skippedImages)") }
+        guard p.lossSum.isFinite, p.learningRate.isFinite, p.seconds.isFinite, p.seconds >= 0, p.seconds < 1e9 else {
+            throw refuse("progress sums", "\(p.lossSum), \(p.learningRate), \(p.seconds)")
+        }
+    }
+
     /// Restores model, optimiser and EMA from checkpoint bytes already read (and verified).
     static func load(_ data: Data, source: URL, student: any Backbone, optimizer: AdamW,
                      ema: ExponentialMovingAverage?) throws -> State {

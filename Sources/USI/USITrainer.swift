@@ -225,6 +225,7 @@ public final class USITrainer: @unchecked Sendable {
         let url = manifest.partialStep != nil ? output.partialCheckpointURL : output.lastCheckpointURL
         let bytes = try output.verifiedContents(of: url.lastPathComponent, in: manifest)
         let state = try TrainingCheckpoint.load(bytes, source: url, student: student, optimizer: step.optimizer, ema: step.ema)
+        try TrainingCheckpoint.validate(state, totalEpochs: totalEpochs, stepsPerEpoch: recipe.stepsPerEpoch)
         guard state.config == config else {
             throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
         }

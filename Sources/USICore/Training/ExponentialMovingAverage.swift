@@ -197,7 +197,7 @@ public final class ExponentialMovingAverage {
         for entry in entries where averages[entry.name]!.shape != entry.average.shape {
             throw OptimizerError("EMA state: '\(entry.name)' has shape \(averages[entry.name]!.shape), expected \(entry.average.shape)")
         }
-        guard stepCount >= 0 else { throw OptimizerError("EMA state: negative step count \(stepCount)") }
+        guard (0...(1 << 48)).contains(stepCount) else { throw OptimizerError("EMA state: step count \(stepCount) is out of range") }
         for entry in entries { entry.average.assign(averages[entry.name]!) }
         self.stepCount = stepCount
     }

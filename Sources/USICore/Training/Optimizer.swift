@@ -258,7 +258,8 @@ func importPerParameterState(_ state: OptimizerState, optimizer: String, groups:
             throw OptimizerError("\(optimizer) state: '\(key)' is not a known counter (slots: \(counterSlots.joined(separator: ", ")))")
         }
         guard shapes[name] != nil else { throw OptimizerError("\(optimizer) state: '\(key)' names no parameter of this optimizer") }
-        guard value >= 0 else { throw OptimizerError("\(optimizer) state: '\(key)' is negative (\(value))") }
+        // A counter past 2^48 steps is no run's; bounding it keeps the next `+= 1` from trapping.
+        guard (0...(Int64(1) << 48)).contains(value) else { throw OptimizerError("\(optimizer) state: '\(key)' is out of range (\(value))") }
         countersByName[name, default: [:]][slot] = value
     }
     for name in Set(tensorsByName.keys).union(countersByName.keys).sorted() {
