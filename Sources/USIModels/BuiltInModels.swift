@@ -3,6 +3,7 @@ enum BuiltInModels {
     static func registerAll() {
         registerResNets()
         registerConvNeXts()
+        registerRegNets()
         registerTResNets()
         registerMobileNetV3s()
         registerEfficientNets()

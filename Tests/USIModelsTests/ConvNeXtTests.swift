@@ -6,7 +6,7 @@ import USIModels
 /// ResNetTests.swift's ``CNNTestSupport``).
 @Suite("ConvNeXt (timm parity)")
 struct ConvNeXtTests {
-    static let models = ["convnext_atto", "convnext_tiny"]
+    static let models = ["convnext_atto", "convnext_tiny", "convnext_small"]
 
     @Test("eval-mode logits and state_dict keys/shapes match timm (deterministic fill, 2×3×64×64)", arguments: models)
     func parity(_ name: String) throws { try CNNTestSupport.checkParity(case: name) }
@@ -33,7 +33,7 @@ struct ConvNeXtTests {
 
     @Test("default configs and initialisation are timm's")
     func defaults() throws {
-        for (name, crop) in [("convnext_atto", 0.875), ("convnext_tiny", 0.95)] {
+        for (name, crop) in [("convnext_atto", 0.875), ("convnext_tiny", 0.95), ("convnext_small", 0.95)] {
             let entry = try Models.entry(name)
             #expect(entry.defaultConfig.inputSize == 224 && entry.defaultConfig.cropFraction == crop)
             #expect(entry.defaultConfig.interpolation == .bicubic)

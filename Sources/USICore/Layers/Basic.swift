@@ -21,6 +21,32 @@ public final class Sequential: Module, UnaryLayer {
     public func callAsFunction(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
 }
 
+/// Layers applied in order under names given at run time (`b1`, `b2`, … as timm's
+/// `add_module` names them), where ``Sequential`` would key them by position.
+public final class NamedSequential: Module, UnaryLayer {
+    /// Held in a struct so that reflection does not also see them as an array child.
+    private struct Entries { var list: [(name: String, layer: any UnaryLayer)] }
+    private let entries: Entries
+
+    /// The layers, in order.
+    public var layers: [any UnaryLayer] { entries.list.map(\.layer) }
+
+    /// Creates the container; names must be unique.
+    public init(_ layers: [(name: String, layer: any UnaryLayer)]) {
+        precondition(Set(layers.map(\.name)).count == layers.count, "NamedSequential: names must be unique")
+        entries = Entries(list: layers)
+        super.init()
+    }
+
+    /// Each layer under its name.
+    public override var containedModules: [(name: String, module: Module)] {
+        entries.list.map { ($0.name, $0.layer) }
+    }
+
+    /// Applies every layer in turn.
+    public func callAsFunction(_ x: Tensor) -> Tensor { entries.list.reduce(x) { $1.layer($0) } }
+}
+
 /// A pointwise nonlinearity as a layer.
 public final class ActivationLayer: Module, UnaryLayer {
     /// The function applied.

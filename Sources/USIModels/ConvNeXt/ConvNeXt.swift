@@ -1,5 +1,5 @@
 /// timm's ConvNeXt (`timm/models/convnext.py`, timm 1.0.31): `convnext_atto` (1×1-conv MLP,
-/// `conv_mlp=True`) and `convnext_tiny` (Linear MLP). Channels-last throughout, so timm's
+/// `conv_mlp=True`), `convnext_tiny` and `convnext_small` (Linear MLP). Channels-last throughout, so timm's
 /// `LayerNorm2d` and `LayerNorm` are both a layer norm over the last axis here, and a 1×1
 /// convolution and a Linear are the same product (they differ only in their file shapes).
 ///
@@ -149,6 +149,8 @@ public final class ConvNeXt: Module, HeadedBackbone {
         public static let atto = Architecture(depths: [2, 2, 6, 2], dims: [40, 80, 160, 320], convolutionalMlp: true)
         /// timm `convnext_tiny`.
         public static let tiny = Architecture(depths: [3, 3, 9, 3], dims: [96, 192, 384, 768], convolutionalMlp: false)
+        /// timm `convnext_small`.
+        public static let small = Architecture(depths: [3, 3, 27, 3], dims: [96, 192, 384, 768], convolutionalMlp: false)
     }
 
     /// Architecture and data configuration.
