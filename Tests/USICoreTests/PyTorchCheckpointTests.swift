@@ -87,7 +87,9 @@ struct PyTorchCheckpointTests {
 
     /// Raw pickle bytes through the machine (as the legacy format's first pickle).
     static func unpickle(_ bytes: [UInt8]) throws -> PickleValue {
-        try bytes.withUnsafeBytes { try RestrictedUnpickler(source: "test").load($0).value }
+        let unpickler = RestrictedUnpickler(source: "test")
+        defer { unpickler.arena.release() }
+        return try bytes.withUnsafeBytes { try unpickler.load($0).value }
     }
 
     @Test("refused opcodes and callables are named")
@@ -122,6 +124,7 @@ struct PyTorchCheckpointTests {
             [0x80, 0x02, 0x8B, 0xFF, 0xFF, 0xFF, 0xFF],        // LONG4 with a negative length
             [0x80, 0x02, 0x28, 0x75, 0x2E],                    // SETITEMS without a dict
             Array(repeating: 0x28, count: 1 << 21),            // two million MARKs
+            [0x80, 0x02, 0x5D, 0x71, 0x00, 0x68, 0x00, 0x61, 0x68, 0x00, 0x30], // a list inside itself, then truncated
             [0x80, 0x02] + Array(repeating: 0x5D, count: 1 << 21), // two million lists on the stack
         ]
         for bytes in cases {
@@ -159,5 +162,30 @@ struct PyTorchCheckpointTests {
         }
         #expect(!PyTorchCheckpoint.isCheckpoint(Data([0x10, 0x00, 0x00, 0x00])))
         #expect(PyTorchCheckpoint.isCheckpoint(Data(ZipArchive.magic)))
+    }
+}
+
+/// Replays `Fuzz/Corpus/pth` and `Fuzz/Regressions/pth` through the fuzz target's calls: each
+/// file loads (and survives the trip to safetensors) or throws.
+@Suite("pth fuzz corpus replay")
+struct PyTorchFuzzReplayTests {
+    @Test("the pth corpus loads or throws")
+    func replay() throws {
+        let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz")
+        var files: [URL] = []
+        for folder in ["Corpus/pth", "Regressions/pth"] {
+            let directory = fuzz.appendingPathComponent(folder)
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+            files += names.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".md") }.sorted().map { directory.appendingPathComponent($0) }
+        }
+        #expect(files.count >= 10)
+        for url in files {
+            do {
+                let checkpoint = try PyTorchCheckpoint(contentsOf: url)
+                let file = try checkpoint.safeTensorsFile()
+                #expect(file.names == checkpoint.tensors.keys.sorted())
+            } catch is PyTorchCheckpointError {}
+        }
     }
 }

@@ -48,6 +48,20 @@ indirect enum PickleValue {
 /// A list, shared by reference as Python's are (the memo may hand it out twice).
 final class PickleList { var items: [PickleValue] = [] }
 
+/// Every container one unpickling made. A pickle can put a list into itself (memo + APPEND),
+/// which reference counting never frees: ``release()`` empties them all once the result has
+/// been read, so hostile cycles cost no more than the file's own size, and only briefly.
+final class PickleArena {
+    fileprivate var lists: [PickleList] = []
+    fileprivate var dicts: [PickleDict] = []
+    func release() {
+        for list in lists { list.items = [] }
+        for dict in dicts { dict.removeAll() }
+        lists = []
+        dicts = []
+    }
+}
+
 /// A dict in insertion order; string keys are indexed (a state_dict's keys are strings).
 final class PickleDict {
     private(set) var pairs: [(key: PickleValue, value: PickleValue)] = []
@@ -62,6 +76,11 @@ final class PickleDict {
     }
 
     subscript(_ name: String) -> PickleValue? { index[name].map { pairs[$0].value } }
+
+    fileprivate func removeAll() {
+        pairs = []
+        index = [:]
+    }
 }
 
 /// A storage reference: `('storage', torch.FloatStorage, key, location, numel)`.
@@ -109,6 +128,8 @@ struct RestrictedUnpickler {
     static let opaqueTypes = ["argparse.Namespace"]
 
     let source: String
+    /// Owns the containers of every pickle this machine loads; release it when done.
+    let arena = PickleArena()
     /// Turns a persistent id (the argument of BINPERSID) into a value; for torch, a storage.
     var persistentLoad: (PickleValue) throws -> PickleValue = { _ in
         throw PickleError.refused("a persistent id outside a torch checkpoint")
@@ -200,6 +221,8 @@ struct RestrictedUnpickler {
             guard Self.allowedGlobals.contains(qualified) else { throw PickleError.refused("calls \(qualified)") }
             try push(.global(qualified))
         }
+        func newList() -> PickleList { let list = PickleList(); arena.lists.append(list); return list }
+        func newDict() -> PickleDict { let dict = PickleDict(); arena.dicts.append(dict); return dict }
         func line() throws -> String {
             var end = position
             while end < count, bytes[end] != 0x0A { end += 1 }
@@ -256,19 +279,19 @@ struct RestrictedUnpickler {
             case 0x85: let a = try pop(); try push(.tuple([a]))
             case 0x86: let b = try pop(), a = try pop(); try push(.tuple([a, b]))
             case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c]))
-            case 0x5D: try push(.list(PickleList()))
-            case 0x6C: let list = PickleList(); list.items = try popMark(); try push(.list(list))  // LIST
+            case 0x5D: try push(.list(newList()))
+            case 0x6C: let list = newList(); list.items = try popMark(); try push(.list(list))  // LIST
             case 0x61, 0x65:  // APPEND, APPENDS
                 let items = opcode == 0x61 ? [try pop()] : try popMark()
                 guard case .list(let list) = try top() else { throw PickleError.malformed("APPEND to a \(try top().kind)") }
                 list.items.append(contentsOf: items)
-            case 0x7D: try push(.dict(PickleDict()))
+            case 0x7D: try push(.dict(newDict()))
             case 0x64, 0x73, 0x75:  // DICT, SETITEM, SETITEMS
                 let items: [PickleValue]
                 if opcode == 0x73 { let v = try pop(), k = try pop(); items = [k, v] } else { items = try popMark() }
                 guard items.count % 2 == 0 else { throw PickleError.malformed("odd number of items for a dict") }
                 let dict: PickleDict
-                if opcode == 0x64 { dict = PickleDict(); try push(.dict(dict)) } else {
+                if opcode == 0x64 { dict = newDict(); try push(.dict(dict)) } else {
                     guard case .dict(let target) = try top() else { throw PickleError.malformed("SETITEM on a \(try top().kind)") }
                     dict = target
                 }
@@ -292,7 +315,9 @@ struct RestrictedUnpickler {
             case 0x52:  // REDUCE
                 let arguments = try pop(), callable = try pop()
                 guard case .tuple(let args) = arguments else { throw PickleError.malformed("REDUCE arguments are a \(arguments.kind)") }
-                try push(try Self.reduce(callable, args))
+                let result = try Self.reduce(callable, args)
+                if case .dict(let dict) = result { arena.dicts.append(dict) }
+                try push(result)
             case 0x81:  // NEWOBJ: only the inert placeholders
                 _ = try pop()
                 let cls = try pop()

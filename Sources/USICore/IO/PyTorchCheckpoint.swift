@@ -63,8 +63,10 @@ public struct PyTorchCheckpoint: Sendable {
     /// Reads checkpoint bytes.
     public init(data: Data, source: String = "<memory>", key: String? = nil) throws {
         self.source = source
+        let unpickler = RestrictedUnpickler(source: source)
+        defer { unpickler.arena.release() }
         let (root, storages) = data.starts(with: ZipArchive.magic)
-            ? try Self.readZip(data, source: source) : try Self.readLegacy(data, source: source)
+            ? try Self.readZip(data, unpickler, source: source) : try Self.readLegacy(data, unpickler, source: source)
         let (dict, selected) = try Self.select(root, key: key, source: source)
         var budget = Self.maximumExpansion.multipliedReportingOverflow(by: max(data.count, 1 << 16))
         if budget.overflow { budget.partialValue = .max }
@@ -91,7 +93,7 @@ public struct PyTorchCheckpoint: Sendable {
     // MARK: - Formats
 
     /// The zip format: one pickle, storages as entries `<archive>/data/<key>`.
-    private static func readZip(_ data: Data, source: String) throws -> (PickleValue, [String: Data]) {
+    private static func readZip(_ data: Data, _ unpickler: RestrictedUnpickler, source: String) throws -> (PickleValue, [String: Data]) {
         let zip = try ZipArchive(data: data, source: source)
         // The archive's one top-level folder is named by torch.save after the file (or
         // "archive"); data.pkl sits directly inside it.
@@ -105,7 +107,7 @@ public struct PyTorchCheckpoint: Sendable {
             guard text == "little" else { throw PyTorchCheckpointError("\(source): byte order '\(text.prefix(20))' is not little-endian") }
         }
         var storages: [String: Data] = [:]
-        var unpickler = RestrictedUnpickler(source: source)
+        var unpickler = unpickler
         unpickler.persistentLoad = { id in
             let storage = try storageReference(id)
             if storages[storage.key] == nil {
@@ -124,12 +126,12 @@ public struct PyTorchCheckpoint: Sendable {
     /// The legacy format: magic number, protocol version and system info pickles, the main
     /// pickle, the storage keys, then each storage as an 8-byte little-endian element count
     /// and its bytes.
-    private static func readLegacy(_ data: Data, source: String) throws -> (PickleValue, [String: Data]) {
+    private static func readLegacy(_ data: Data, _ unpickler: RestrictedUnpickler, source: String) throws -> (PickleValue, [String: Data]) {
         guard data.count >= 2, data[data.startIndex] == 0x80 else {
             throw PyTorchCheckpointError("\(source): not a PyTorch checkpoint (neither a zip archive nor a pickle)")
         }
         var references: [String: PickleStorage] = [:]
-        var unpickler = RestrictedUnpickler(source: source)
+        var unpickler = unpickler
         return try data.withUnsafeBytes { raw in
             let (magic, afterMagic) = try unpickler.load(raw)
             // 0x1950a86a20f9469cfc6c, torch's legacy magic number, little-endian.
