@@ -71,6 +71,18 @@ struct PyTorchCheckpointTests {
         #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(weightsAt: Self.url("tiny.safetensors"), key: "state_dict") }
     }
 
+    @Test("a safetensors file with a 640-byte header (it starts 0x80 0x02, like a pickle) still opens as safetensors")
+    func safetensorsThatLooksLikeAPickle() throws {
+        let record = SafeTensorsRecord(dtype: .float32, shape: [1], bytes: Data(count: 4))
+        let encoded = try #require((0..<700).lazy.map { n in try? SafeTensors.encode(["w": record], metadata: ["pad": String(repeating: "x", count: n)]) }
+            .first { $0?.prefix(2) == Data([0x80, 0x02]) } ?? nil)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("usi-640-\(getpid()).safetensors")
+        try encoded.write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        #expect(!PyTorchCheckpoint.isCheckpoint(encoded))
+        #expect(try SafeTensorsFile(weightsAt: url).names == ["w"])
+    }
+
     @Test("hostile pickles are refused, naming the callable, and nothing runs", arguments: [
         ("hostile_system.pkl", "posix.system"), ("hostile_eval.pkl", "builtins.eval"),
         ("hostile_popen.pkl", "subprocess.Popen"), ("hostile_stack_global.pkl", "builtins.exec"),

@@ -42,11 +42,15 @@ public struct PyTorchCheckpoint: Sendable {
     /// How deep a `key` path or the search for tensors descends.
     static let maximumDepth = 64
 
-    /// Whether `prefix` (the first bytes of a file) starts like a checkpoint `torch.save`
-    /// writes: a zip archive or a protocol-2+ pickle.
+    /// Whether `prefix` (the first 9 or more bytes of a file) starts like a checkpoint
+    /// `torch.save` writes: a zip archive, or a protocol 2–5 pickle. A safetensors file whose
+    /// header is 640 bytes long also starts with 0x80 0x02 (its little-endian length), but
+    /// always has the header's `{` at byte 8, which is how the two are told apart.
     public static func isCheckpoint(_ prefix: Data) -> Bool {
-        let bytes = Array(prefix.prefix(4))
-        return bytes == ZipArchive.magic || (bytes.count >= 2 && bytes[0] == 0x80 && (2...5).contains(bytes[1]))
+        let bytes = Array(prefix.prefix(9))
+        if bytes.starts(with: ZipArchive.magic) { return true }
+        guard bytes.count >= 2, bytes[0] == 0x80, (2...5).contains(bytes[1]) else { return false }
+        return !(bytes.count >= 9 && bytes[8] == UInt8(ascii: "{"))
     }
 
     /// Reads the checkpoint at `url`; `key` chooses the nested dict (see the type's discussion).
@@ -302,7 +306,7 @@ extension SafeTensorsFile {
         do {
             let handle = try FileHandle(forReadingFrom: url)
             defer { try? handle.close() }
-            prefix = try handle.read(upToCount: 4) ?? Data()
+            prefix = try handle.read(upToCount: 9) ?? Data()
         } catch {
             throw SafeTensorsError("cannot read \(url.path): \(error.localizedDescription)")
         }
