@@ -111,6 +111,10 @@ struct PickleTensor {
 struct RestrictedUnpickler {
     static let maximumStack = 1 << 20
     static let maximumMemo = 1 << 20
+    /// How deeply tuples may nest. Releasing a value is recursive, so a million nested
+    /// tuples (two bytes each) would overflow the stack when freed; torch nests three deep.
+    /// Lists and dicts need no bound: the arena empties them one by one.
+    static let maximumNesting = 256
     static let refusal = "a .pth is code and only tensors and containers are accepted"
 
     /// Globals a torch checkpoint names; anything else is refused.
@@ -161,8 +165,11 @@ struct RestrictedUnpickler {
 
     private func run(_ bytes: UnsafeRawBufferPointer, _ position: inout Int, _ opcodeAt: inout Int) throws -> (value: PickleValue, end: Int) {
         var stack: [PickleValue] = []
+        // Each stack entry's tuple nesting, and the deepest entry popped since the last reset.
+        var depths: [Int] = []
+        var popped = 0
         var marks: [Int] = []
-        var memo: [Int: PickleValue] = [:]
+        var memo: [Int: (value: PickleValue, depth: Int)] = [:]
         let count = bytes.count
 
         func take(_ n: Int) throws -> UnsafeRawBufferPointer {
@@ -183,14 +190,23 @@ struct RestrictedUnpickler {
             }
             return Int(n)
         }
-        func push(_ value: PickleValue) throws {
+        func push(_ value: PickleValue, depth: Int = 0) throws {
             guard stack.count < Self.maximumStack else { throw PickleError.malformed("stack deeper than \(Self.maximumStack)") }
+            guard depth <= Self.maximumNesting else { throw PickleError.malformed("tuples nested deeper than \(Self.maximumNesting)") }
             stack.append(value)
+            depths.append(depth)
         }
         func pop() throws -> PickleValue {
             guard let last = stack.popLast() else { throw PickleError.malformed("stack underflow") }
+            popped = max(popped, depths.removeLast())
             if let mark = marks.last, stack.count < mark { throw PickleError.malformed("pop across a MARK") }
             return last
+        }
+        /// Pushes a value built from what was popped since `popped` was last reset.
+        func pushBuilt(_ value: PickleValue, nesting: Int) throws {
+            let depth = popped + nesting
+            popped = 0
+            try push(value, depth: depth)
         }
         func top() throws -> PickleValue {
             guard let last = stack.last else { throw PickleError.malformed("stack underflow") }
@@ -199,7 +215,9 @@ struct RestrictedUnpickler {
         func popMark() throws -> [PickleValue] {
             guard let mark = marks.popLast() else { throw PickleError.malformed("no MARK") }
             let items = Array(stack[mark...])
+            popped = max(popped, depths[mark...].max() ?? 0)
             stack.removeSubrange(mark...)
+            depths.removeSubrange(mark...)
             return items
         }
         func string(_ raw: UnsafeRawBufferPointer) throws -> String {
@@ -210,11 +228,11 @@ struct RestrictedUnpickler {
             guard memo.count < Self.maximumMemo || memo[index] != nil else {
                 throw PickleError.malformed("memo larger than \(Self.maximumMemo) entries")
             }
-            memo[index] = try top()
+            memo[index] = (try top(), depths[depths.count - 1])
         }
         func get(_ index: Int) throws {
-            guard let value = memo[index] else { throw PickleError.malformed("memo entry \(index) used before it is set") }
-            try push(value)
+            guard let entry = memo[index] else { throw PickleError.malformed("memo entry \(index) used before it is set") }
+            try push(entry.value, depth: entry.depth)
         }
         func global(_ module: String, _ name: String) throws {
             let qualified = "\(module).\(name)"
@@ -234,6 +252,7 @@ struct RestrictedUnpickler {
 
         while true {
             opcodeAt = position
+            popped = 0
             let opcode = UInt8(try u8())
             switch opcode {
             case 0x80: _ = try u8()  // PROTO: any 2–5 stream uses only the opcodes below
@@ -247,7 +266,7 @@ struct RestrictedUnpickler {
                 marks.append(stack.count)
             case 0x30: _ = try pop()  // POP
             case 0x31: _ = try popMark()  // POP_MARK
-            case 0x32: try push(try top())  // DUP
+            case 0x32: try push(try top(), depth: depths.last ?? 0)  // DUP
             case 0x4E: try push(.none)
             case 0x88: try push(.bool(true))
             case 0x89: try push(.bool(false))
@@ -275,10 +294,10 @@ struct RestrictedUnpickler {
             case 0x42: try push(.bytes(Data(try take(try length(UInt32.self)))))  // BINBYTES
             case 0x8E: try push(.bytes(Data(try take(try length(UInt64.self)))))  // BINBYTES8
             case 0x29: try push(.tuple([]))
-            case 0x74: try push(.tuple(try popMark()))
-            case 0x85: let a = try pop(); try push(.tuple([a]))
-            case 0x86: let b = try pop(), a = try pop(); try push(.tuple([a, b]))
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c]))
+            case 0x74: try pushBuilt(.tuple(try popMark()), nesting: 1)
+            case 0x85: let a = try pop(); try pushBuilt(.tuple([a]), nesting: 1)
+            case 0x86: let b = try pop(), a = try pop(); try pushBuilt(.tuple([a, b]), nesting: 1)
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try pushBuilt(.tuple([a, b, c]), nesting: 1)
             case 0x5D: try push(.list(newList()))
             case 0x6C: let list = newList(); list.items = try popMark(); try push(.list(list))  // LIST
             case 0x61, 0x65:  // APPEND, APPENDS
@@ -317,7 +336,7 @@ struct RestrictedUnpickler {
                 guard case .tuple(let args) = arguments else { throw PickleError.malformed("REDUCE arguments are a \(arguments.kind)") }
                 let result = try Self.reduce(callable, args)
                 if case .dict(let dict) = result { arena.dicts.append(dict) }
-                try push(result)
+                try pushBuilt(result, nesting: 0)  // torch.Size returns its argument
             case 0x81:  // NEWOBJ: only the inert placeholders
                 _ = try pop()
                 let cls = try pop()
