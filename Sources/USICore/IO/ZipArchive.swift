@@ -22,6 +22,9 @@ struct ZipArchive {
 
     /// Entries in central-directory order.
     let entries: [Entry]
+    /// Entry positions by name: a checkpoint looks up one entry per storage, and a linear
+    /// search would make a hostile archive of many entries quadratic.
+    private let index: [String: Int]
     private let data: Data
     private let source: String
 
@@ -70,7 +73,7 @@ struct ZipArchive {
         }
         var entries: [Entry] = []
         entries.reserveCapacity(count)
-        var names = Set<String>()
+        var index: [String: Int] = [:]
         var at = directoryOffset
         for _ in 0..<count {
             guard try reader.u32(at) == 0x0201_4B50 else { throw reader.fail("bad central directory header at byte \(at)") }
@@ -105,17 +108,18 @@ struct ZipArchive {
                 }
                 extra += 4 + length
             }
-            guard names.insert(name).inserted else { throw reader.fail("entry \(name) appears twice") }
+            guard index.updateValue(entries.count, forKey: name) == nil else { throw reader.fail("entry \(name) appears twice") }
             entries.append(Entry(name: name, method: method, crc32: crc, compressedSize: compressed, size: size,
                                  localHeaderOffset: local))
             at = extraEnd + commentLength
             guard at <= directoryEnd else { throw reader.fail("central directory header of \(name) overruns the directory") }
         }
         self.entries = entries
+        self.index = index
     }
 
     /// The entry called `name`, if any.
-    func entry(named name: String) -> Entry? { entries.first { $0.name == name } }
+    func entry(named name: String) -> Entry? { index[name].map { entries[$0] } }
 
     /// The uncompressed bytes of `entry`, CRC-checked.
     func contents(of entry: Entry) throws -> Data {
