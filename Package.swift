@@ -38,7 +38,7 @@ let package = Package(
             name: "CUSIKernels", dependencies: ["COpenBLAS"],
             cSettings: [.unsafeFlags(kernelFlags)],
             linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
-        .target(name: "USICore", dependencies: ["CUSIKernels"]),
+        .target(name: "USICore", dependencies: ["CUSIKernels", "CZlib"]),  // CZlib: deflated .pth entries
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
         .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels", "CZlib",

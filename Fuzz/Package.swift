@@ -17,6 +17,7 @@ let package = Package(
     targets: [
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "fuzz-safetensors", dependencies: ["CFuzzDriver", .product(name: "USICore", package: main)]),
+        .executableTarget(name: "fuzz-pth", dependencies: ["CFuzzDriver", .product(name: "USICore", package: main)]),
         .executableTarget(name: "fuzz-idx", dependencies: ["CFuzzDriver", .product(name: "USIData", package: main)]),
         .executableTarget(name: "fuzz-jpeg", dependencies: ["CFuzzDriver", .product(name: "USIData", package: main)]),
         .executableTarget(name: "fuzz-checkpoint", dependencies: ["CFuzzDriver", .product(name: "USI", package: main),

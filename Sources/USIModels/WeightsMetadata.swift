@@ -121,7 +121,7 @@ extension Models {
     /// channels to 3). Loading is strict: every key must match.
     public static func create(fromWeights url: URL, architecture: String? = nil, classes: Int? = nil,
                               inputSize: Int? = nil) throws -> (model: any Backbone, metadata: WeightsMetadata) {
-        try create(fromWeights: SafeTensorsFile(contentsOf: url), source: url.path, architecture: architecture,
+        try create(fromWeights: SafeTensorsFile(weightsAt: url), source: url.path, architecture: architecture,
                    classes: classes, inputSize: inputSize)
     }
 

@@ -43,7 +43,7 @@ func loadEvaluationData(_ path: String) throws -> any ImageDataset {
 /// A model built from `--model` and a weights file, with classes/channels/size taken from the
 /// file's metadata when present (as this library writes them).
 func loadModel(name: String, weights: String, classes: Int?) throws -> (any Backbone, WeightsMetadata, SafeTensorsFile) {
-    let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weights))
+    let file = try SafeTensorsFile(weightsAt: URL(fileURLWithPath: weights))
     let (model, metadata) = try Models.create(fromWeights: file, source: weights, architecture: name, classes: classes)
     return (model, metadata, file)
 }

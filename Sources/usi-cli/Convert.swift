@@ -4,32 +4,44 @@ import USI
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Rewrite a safetensors file with another float dtype and extra metadata.",
-        discussion: "Integer tensors (e.g. num_batches_tracked) are kept; float tensors become --dtype. Writes atomically.")
+        abstract: "Rewrite a safetensors file or a PyTorch checkpoint as safetensors, with another float dtype and extra metadata.",
+        discussion: """
+            The input is a safetensors file or a PyTorch checkpoint (.pth/.pt/.bin, zip or legacy format, told apart \
+            by its first bytes), read without Python; its pickle may only build tensors and containers. From a \
+            checkpoint the weights are taken from --key, else 'state_dict', else 'model', else the top-level dict; \
+            other entries are ignored and a DDP 'module.' prefix is removed. Integer tensors (e.g. \
+            num_batches_tracked) are kept; float tensors become --dtype ('keep' keeps every tensor as stored). \
+            Writes atomically.
+            """)
 
-    @Argument(help: "Input safetensors file.")
+    @Argument(help: "Input safetensors file or PyTorch checkpoint.")
     var input: String
     @Argument(help: "Output safetensors file.")
     var output: String
-    @Option(help: "f32, f16 or bf16.")
+    @Option(help: "f32, f16, bf16 or keep.")
     var dtype = "f16"
+    @Option(help: "The checkpoint's nested dict holding the weights, e.g. state_dict_ema or model_ema (dots descend).")
+    var key: String?
     @Option(name: .customLong("metadata"), parsing: .singleValue, help: "key=value to add to the metadata (repeatable).")
     var metadata: [String] = []
 
     func run() throws {
-        let target: SafeTensorsDType
+        let target: SafeTensorsDType?
         switch dtype.lowercased() {
         case "f32": target = .float32
         case "f16": target = .float16
         case "bf16": target = .bfloat16
-        default: throw ValidationError("--dtype must be f32, f16 or bf16, got \(dtype)")
+        case "keep": target = nil
+        default: throw ValidationError("--dtype must be f32, f16, bf16 or keep, got \(dtype)")
         }
-        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: input))
+        let file = try SafeTensorsFile(weightsAt: URL(fileURLWithPath: input), key: key)
         var records: [String: SafeTensorsRecord] = [:]
         for name in file.names {
             let entry = file.entries[name]!
-            switch entry.dtype {
-            case .float32, .float16, .bfloat16, .float64: records[name] = SafeTensorsRecord(try file.tensor(name), dtype: target)
+            switch (entry.dtype, target) {
+            case (_, nil): records[name] = try file.record(name)
+            case (.float32, let target?), (.float16, let target?), (.bfloat16, let target?), (.float64, let target?):
+                records[name] = SafeTensorsRecord(try file.tensor(name), dtype: target)
             default: records[name] = SafeTensorsRecord(int64: try file.integers(name), shape: entry.shape)
             }
         }

@@ -16,7 +16,7 @@ struct Evaluate: ParsableCommand {
     var data: String
     @Option(help: "Architecture of the weights.")
     var model: String
-    @Option(help: "Weights (safetensors).")
+    @Option(help: "Weights (safetensors, or a PyTorch .pth/.pt/.bin checkpoint).")
     var weights: String
     @Option(help: "Batch size.")
     var batchSize = 256
@@ -81,7 +81,7 @@ struct Predict: ParsableCommand {
     var images: [String]
     @Option(help: "Architecture of the weights.")
     var model: String
-    @Option(help: "Weights (safetensors).")
+    @Option(help: "Weights (safetensors, or a PyTorch .pth/.pt/.bin checkpoint).")
     var weights: String
     @Option(help: "Predictions per image.")
     var top = 5

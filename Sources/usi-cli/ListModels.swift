@@ -65,7 +65,7 @@ struct Forward: ParsableCommand {
     var inChans = 3
     @Option(help: "Input side (default: the model's).")
     var inputSize: Int?
-    @Option(help: "Weights (safetensors state_dict). Without it the model keeps its seeded initialisation.")
+    @Option(help: "Weights (safetensors or PyTorch .pth state_dict). Without it the model keeps its seeded initialisation.")
     var weights: String?
     @Option(help: "Also write the model's weights (PyTorch layout, timm names) here, e.g. to load them into timm.")
     var saveWeights: String?

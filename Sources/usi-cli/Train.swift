@@ -18,7 +18,7 @@ struct Train: ParsableCommand {
     var model = EmbeddedDefault.studentArchitecture
     @Option(help: "Teacher architecture (with --teacher-weights).")
     var teacher: String?
-    @Option(help: "Teacher weights (safetensors, timm names, trained on the same classes).")
+    @Option(help: "Teacher weights (safetensors or a PyTorch .pth checkpoint, timm names, trained on the same classes).")
     var teacherWeights: String?
     @Option(help: "Precision of the teacher's GEMM inputs, fp32 or bf16 (FP32 accumulation). Default: bf16 on CPUs with AVX512-BF16, fp32 elsewhere.")
     var teacherPrecision: InferencePrecision = .teacherDefault
@@ -76,7 +76,7 @@ struct Train: ParsableCommand {
         let size = inputSize ?? (embedded ? EmbeddedDefault.inputSize : nil)
         let student = try Models.create(model, classes: classes, inputChannels: channels, inputSize: size, seed: seed)
         if let initialWeights {
-            let report = try student.load(SafeTensorsFile(contentsOf: URL(fileURLWithPath: initialWeights)), strict: false,
+            let report = try student.load(SafeTensorsFile(weightsAt: URL(fileURLWithPath: initialWeights)), strict: false,
                                           skippingMismatchedPrefixes: student.classifierKeyPrefixes)
             print("initial weights \(initialWeights): \(report)")
         }
@@ -116,7 +116,7 @@ struct Train: ParsableCommand {
         if let teacherWeights {
             let teacherModel: any Backbone
             do {
-                let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: teacherWeights))
+                let file = try SafeTensorsFile(weightsAt: URL(fileURLWithPath: teacherWeights))
                 // A timm state_dict carries no metadata: then the teacher has the student's classes and size.
                 let metadata = try WeightsMetadata(file.metadata, source: teacherWeights)
                 teacherModel = try Models.create(fromWeights: file, source: teacherWeights, architecture: teacher,

@@ -160,6 +160,14 @@ public struct SafeTensorsFile: Sendable {
         return out
     }
 
+    /// The tensor `name` exactly as stored (dtype, shape, bytes), to rewrite it unchanged.
+    public func record(_ name: String) throws -> SafeTensorsRecord {
+        let entry = try entry(name)
+        let start = data.startIndex + dataStart + entry.byteRange.lowerBound
+        return SafeTensorsRecord(dtype: entry.dtype, shape: entry.shape,
+                                 bytes: data.subdata(in: start ..< start + entry.byteRange.count))
+    }
+
     /// The integer tensor `name` (I64/I32/I16/I8/U8/BOOL) as `Int64`s.
     public func integers(_ name: String) throws -> [Int64] {
         let entry = try entry(name)
@@ -283,7 +291,7 @@ struct SafeTensorsHeader: Decodable {
 
 /// A tensor to write, with the dtype to store it as.
 public struct SafeTensorsRecord: Sendable {
-    /// Stored element type: `.float32`, `.float16`, `.bfloat16` or `.int64`.
+    /// Stored element type.
     public let dtype: SafeTensorsDType
     /// PyTorch-layout shape.
     public let shape: [Int]
@@ -306,6 +314,15 @@ public struct SafeTensorsRecord: Sendable {
             }
         }
         withExtendedLifetime(tensor) {}
+        self.bytes = bytes
+    }
+
+    /// A tensor of any dtype from its little-endian bytes, which must hold exactly
+    /// `shape`'s elements (the caller has checked the sizes).
+    public init(dtype: SafeTensorsDType, shape: [Int], bytes: Data) {
+        precondition(bytes.count == shape.reduce(1, *) * dtype.size, "SafeTensorsRecord: \(bytes.count) bytes for \(dtype) \(shape)")
+        self.dtype = dtype
+        self.shape = shape
         self.bytes = bytes
     }
 

@@ -119,9 +119,9 @@ extension Module {
         return report
     }
 
-    /// Loads weights from a safetensors file at `url`; see ``load(_:strict:skippingMismatchedPrefixes:keyPrefix:)``.
+    /// Loads weights from a safetensors file or a PyTorch checkpoint (``SafeTensorsFile/init(weightsAt:key:)``) at `url`; see ``load(_:strict:skippingMismatchedPrefixes:keyPrefix:)``.
     @discardableResult
     public func load(contentsOf url: URL, strict: Bool = true, skippingMismatchedPrefixes: [String] = []) throws -> LoadReport {
-        try load(SafeTensorsFile(contentsOf: url), strict: strict, skippingMismatchedPrefixes: skippingMismatchedPrefixes)
+        try load(SafeTensorsFile(weightsAt: url), strict: strict, skippingMismatchedPrefixes: skippingMismatchedPrefixes)
     }
 }
