@@ -3,7 +3,12 @@
 /// The content decides, not the file name: a PNG saved as `photo.jpg` (common in scraped
 /// data sets) decodes as what it is, as it does with Pillow, which also sniffs.
 public enum ImageFormat: Sendable, Equatable {
-    case jpeg, png, webp
+    /// JPEG (starts with the SOI marker FF D8), decoded by ``JPEGDecoder``.
+    case jpeg
+    /// PNG (the 8-byte PNG signature), decoded by ``PNGDecoder``.
+    case png
+    /// WebP (`RIFF` <size> `WEBP`), decoded by ``WebPDecoder``.
+    case webp
 
     /// The format whose signature `bytes` start with, or `nil`.
     public static func detect(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {

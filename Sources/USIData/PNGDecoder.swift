@@ -18,8 +18,9 @@ import CUSIKernels
 /// Grey and grey+alpha files decode to 1 channel, everything else to RGB. Hostile input: the
 /// size in IHDR is checked against ``limits`` before any pixel buffer exists, libspng's own
 /// image and chunk limits are set, a damaged or truncated file (bad CRC, short IDAT) throws
-/// ``DataError/decodeFailed(name:reason:)`` naming the file. Not thread-safe only in that
-/// ``limits`` is mutable; every decode uses a fresh libspng context.
+/// ``DataError/decodeFailed(name:reason:)`` naming the file. Every decode uses a fresh
+/// libspng context, so a bad file leaves nothing behind; give each worker its own decoder
+/// all the same, as ``limits`` is mutable.
 public final class PNGDecoder {
     /// The size bounds checked before decoding (see ``ImageLimits``).
     public var limits: ImageLimits

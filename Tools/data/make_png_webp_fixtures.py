@@ -10,6 +10,12 @@ For WebP the RGB bytes are also checked against `dwebp -nodither -ppm` (and the 
 fixture against `dwebp -pam` with its alpha dropped), so a Pillow quirk cannot become the
 reference unnoticed. 16-bit and interlaced PNGs are written here by hand (Pillow cannot
 write 16-bit RGB or Adam7), with zlib.
+
+What Pillow 13.0 was found to do (and PNGDecoder reproduces): convert("RGB") / ("L") drop
+alpha without compositing (RGBA, LA, P+tRNS); 16-bit RGB/RGBA keep the high byte of each
+sample; 16-bit grey opens as mode I;16 and its conversion to L or RGB clips to 255 (it does
+not scale), so grey16.png's expected bytes are min(v, 255); RGB -> L is
+(R*19595 + G*38470 + B*7471 + 0x8000) >> 16 (ITU-R 601-2), the formula of usi_image_rgb_to_gray.
 """
 import os, struct, subprocess, sys, tempfile, zlib
 import numpy as np
