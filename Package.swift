@@ -32,6 +32,12 @@ let package = Package(
             name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]),
         .systemLibrary(
+            name: "CSPNG", path: "Sources/CSPNG", pkgConfig: "spng",
+            providers: [.apt(["libspng-dev"]), .brew(["libspng"])]),
+        .systemLibrary(
+            name: "CWebP", path: "Sources/CWebP", pkgConfig: "libwebp",
+            providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
+        .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(
@@ -40,7 +46,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
         .target(name: "USICore", dependencies: ["CUSIKernels", "CZlib"]),  // CZlib: deflated .pth entries
         .target(name: "USIModels", dependencies: ["USICore"]),
-        .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
+        .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CSPNG", "CWebP", "CZlib", "CUSIKernels"]),
         .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels", "CZlib",
                                             .product(name: "Logging", package: "swift-log")],
                 // The embedded default's teacher (resnet10t, Fashion-MNIST, F16; see README).

@@ -204,6 +204,23 @@ void usi_image_rgb_to_gray(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
 }
 
 USI_MULTIVERSION
+void usi_image_keep_channels(uint8_t *dst, const uint8_t *src, size_t n_pixels, int src_channels,
+                             int dst_channels) {
+    // forwards: pixel p is written at or before where it was read, so dst may alias src
+    for (size_t p = 0; p < n_pixels; p++)
+        for (int c = 0; c < dst_channels; c++)
+            dst[p * (size_t)dst_channels + c] = src[p * (size_t)src_channels + c];
+}
+
+USI_MULTIVERSION
+void usi_image_gray16_to_gray8_clip(uint8_t *dst, const uint16_t *src, size_t n_pixels) {
+    for (size_t p = 0; p < n_pixels; p++) {
+        uint16_t v = src[p];
+        dst[p] = v > 255 ? 255 : (uint8_t)v;
+    }
+}
+
+USI_MULTIVERSION
 void usi_image_gray_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels) {
     // iterate backwards so dst may alias src (in-place expansion)
     for (size_t p = n_pixels; p-- > 0;) {

@@ -75,7 +75,9 @@ public enum DataBenchmark {
         guard samples >= batchSize, !workerCounts.isEmpty, workerCounts.allSatisfy({ $0 >= 1 }) else {
             throw DataError.invalidArgument("benchmark needs samples >= batchSize and worker counts >= 1")
         }
-        let dataset = try ImageFolderDataset.allImages(under: directory)
+        // JPEGs only, as Tools/data/bench_torch_data.py reads, so the two figures compare
+        // the same work.
+        let dataset = try ImageFolderDataset.allImages(under: directory, extensions: ImageFolderDataset.jpegExtensions)
         let transform = try TrainTransform(size: size)
         var results: [Measurement] = []
         for workers in workerCounts {

@@ -5,9 +5,12 @@ import Foundation
 ///
 /// Class indices are the sorted folder names of the training split, as torchvision
 /// assigns them; the validation split uses the same indices. Supported files: JPEG
-/// (`.jpg`, `.jpeg`, `.jpe`, `.jfif`, any case), found recursively inside each class
-/// folder; other files and hidden entries are ignored (and counted). A file with a JPEG
-/// name that does not decode is handled by the loader's ``CorruptImagePolicy``.
+/// (`.jpg`, `.jpeg`, `.jpe`, `.jfif`), PNG (`.png`) and still WebP (`.webp`), any case,
+/// found recursively inside each class folder; other files and hidden entries are ignored
+/// (and counted). The decoder is chosen by the file's first bytes, not its name, and the
+/// pixels are Pillow's `convert("RGB")` / `convert("L")` of the file (alpha dropped; see
+/// ``PNGDecoder``, ``WebPDecoder``). A listed file that does not decode is handled by the
+/// loader's ``CorruptImagePolicy``.
 public struct ImageFolder: Sendable {
     /// The dataset root.
     public let root: String
@@ -41,7 +44,7 @@ public struct ImageFolder: Sendable {
     }
 }
 
-/// One split of an image-folder dataset: `directory/<class>/…/*.jpg`.
+/// One split of an image-folder dataset: `directory/<class>/…/*.{jpg,png,webp}`.
 public struct ImageFolderDataset: ImageDataset {
     /// The scanned directory.
     public let directory: String
@@ -54,7 +57,10 @@ public struct ImageFolderDataset: ImageDataset {
     public let ignoredFileCount: Int
 
     /// File name extensions recognised as JPEG (compared case-insensitively).
-    public static let jpegExtensions: Set<String> = ["jpg", "jpeg", "jpe", "jfif"]
+    public static let jpegExtensions: Set<String> = ImageFormat.jpeg.extensions
+    /// Every file name extension listed (JPEG, PNG, WebP; compared case-insensitively).
+    public static let imageExtensions: Set<String> =
+        ImageFormat.jpeg.extensions.union(ImageFormat.png.extensions).union(ImageFormat.webp.extensions)
 
     /// Scans `directory/<class>/…` (recursively inside each class folder).
     ///
@@ -96,7 +102,7 @@ public struct ImageFolderDataset: ImageDataset {
             labels += [Int](repeating: label, count: files.count)
         }
         if !empty.isEmpty {
-            throw DataError.badLayout(path: directory, reason: "no JPEG files in class folder(s) \(empty.prefix(5).joined(separator: ", "))\(empty.count > 5 ? ", …" : "")")
+            throw DataError.badLayout(path: directory, reason: "no image files (JPEG, PNG, WebP) in class folder(s) \(empty.prefix(5).joined(separator: ", "))\(empty.count > 5 ? ", …" : "")")
         }
         self.directory = directory
         self.classNames = names
@@ -113,31 +119,36 @@ public struct ImageFolderDataset: ImageDataset {
         self.ignoredFileCount = ignored
     }
 
-    /// Every JPEG under `directory`, searched recursively, as one unlabelled class
-    /// (label 0). Used by the data benchmark and for prediction over a folder.
-    public static func allImages(under directory: String) throws -> ImageFolderDataset {
+    /// Every image file (JPEG, PNG, WebP) under `directory`, searched recursively, as one
+    /// unlabelled class (label 0). Used by the data benchmark and for prediction over a folder.
+    ///
+    /// - Parameter extensions: the file name extensions to list (lower case); the data
+    ///   benchmark passes ``jpegExtensions`` to stay comparable with its PyTorch counterpart.
+    public static func allImages(under directory: String,
+                                 extensions: Set<String> = imageExtensions) throws -> ImageFolderDataset {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DataError.unreadable(path: directory, reason: "no such directory")
         }
-        let (files, skipped) = imageFiles(under: directory)
+        let (files, skipped) = imageFiles(under: directory, extensions: extensions)
         guard !files.isEmpty else {
-            throw DataError.badLayout(path: directory, reason: "no JPEG files found (searched recursively)")
+            throw DataError.badLayout(path: directory, reason: "no image files (\(extensions.sorted().joined(separator: ", "))) found (searched recursively)")
         }
         return ImageFolderDataset(directory: directory, classNames: ["images"], paths: files,
                                   labels: [Int](repeating: 0, count: files.count), ignored: skipped)
     }
 
-    /// JPEG files below `directory` (recursive, sorted, hidden entries skipped) and the
+    /// Image files below `directory` (recursive, sorted, hidden entries skipped) and the
     /// number of other files.
-    static func imageFiles(under directory: String) -> (files: [String], ignored: Int) {
+    static func imageFiles(under directory: String,
+                           extensions: Set<String> = imageExtensions) -> (files: [String], ignored: Int) {
         guard let enumerator = FileManager.default.enumerator(
             at: URL(fileURLWithPath: directory), includingPropertiesForKeys: [.isRegularFileKey],
             options: [.skipsHiddenFiles]) else { return ([], 0) }
         var files: [String] = [], ignored = 0
         for case let url as URL in enumerator {
             guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
-            if jpegExtensions.contains(url.pathExtension.lowercased()) {
+            if extensions.contains(url.pathExtension.lowercased()) {
                 files.append(url.path)
             } else {
                 ignored += 1

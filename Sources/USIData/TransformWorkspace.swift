@@ -1,9 +1,11 @@
 import CUSIKernels
 
-/// Per-thread state of the transforms: a JPEG decoder (one TurboJPEG handle) and reusable
-/// pixel buffers. Not thread-safe; the loader gives each worker its own.
+/// Per-thread state of the transforms: the image decoders (JPEG: one TurboJPEG handle; PNG,
+/// WebP) and reusable pixel buffers. Not thread-safe; the loader gives each worker its own.
 public final class TransformWorkspace {
     let decoder: JPEGDecoder
+    let pngDecoder: PNGDecoder
+    let webpDecoder: WebPDecoder
     let encoded = ByteBuffer(capacity: 1 << 20)
     let decoded = ByteBuffer(capacity: 1 << 22)
     let converted = ByteBuffer(capacity: 1 << 20)
@@ -14,16 +16,22 @@ public final class TransformWorkspace {
 
     /// Creates a workspace.
     ///
-    /// - Parameter imageLimits: size bounds for the JPEGs it decodes; `nil` means
+    /// - Parameter imageLimits: size bounds for the images it decodes; `nil` means
     ///   ``ImageLimits/fromEnvironment(_:)``.
     public init(imageLimits: ImageLimits? = nil) throws {
         decoder = try JPEGDecoder(limits: imageLimits)
+        pngDecoder = try PNGDecoder(limits: decoder.limits)
+        webpDecoder = try WebPDecoder(limits: decoder.limits)
     }
 
-    /// The size bounds of this workspace's decoder.
+    /// The size bounds of this workspace's decoders.
     public var imageLimits: ImageLimits {
         get { decoder.limits }
-        set { decoder.limits = newValue }
+        set {
+            decoder.limits = newValue
+            pngDecoder.limits = newValue
+            webpDecoder.limits = newValue
+        }
     }
 }
 
@@ -37,12 +45,30 @@ struct PixelView {
 }
 
 extension TransformWorkspace {
-    /// Loads a source and calls `body` with its pixels. For JPEGs, `scaleFor` receives the
-    /// full-resolution size and returns the DCT scale denominator to decode with, plus any
-    /// value the caller wants back (e.g. the crop it sampled on the full-size image).
+    /// Loads a source and calls `body` with its pixels. `plan` receives the full-resolution
+    /// size and returns the DCT scale denominator to decode a JPEG with (PNG and WebP always
+    /// decode at full size), plus any value the caller wants back (e.g. the crop it sampled
+    /// on the full-size image). The format is told by the file's first bytes.
     func withPixels<T, R>(of source: ImageSource, channels wanted: Int,
                           plan: (_ width: Int, _ height: Int) throws -> (scaleDenominator: Int, value: T),
                           body: (PixelView, _ fullWidth: Int, _ fullHeight: Int, T) throws -> R) throws -> R {
+        func decodeImage(_ bytes: UnsafeRawBufferPointer, name: String) throws -> R {
+            switch ImageFormat.detect(bytes) {
+            case .png:
+                let (width, height) = try pngDecoder.header(of: bytes, name: name)
+                let (_, value) = try plan(width, height)
+                let layout = try pngDecoder.decode(bytes, name: name, into: decoded)
+                return try body(adapt(view(of: layout), to: wanted), width, height, value)
+            case .webp:
+                let (width, height) = try webpDecoder.header(of: bytes, name: name)
+                let (_, value) = try plan(width, height)
+                let layout = try webpDecoder.decode(bytes, name: name, into: decoded)
+                return try body(adapt(view(of: layout), to: wanted), width, height, value)
+            case .jpeg, nil:
+                // not sniffed as anything else: the JPEG decoder's error names the problem
+                return try decodeJPEG(bytes, name: name)
+            }
+        }
         func decodeJPEG(_ bytes: UnsafeRawBufferPointer, name: String) throws -> R {
             let header = try decoder.header(of: bytes, name: name)
             let (denominator, value) = try plan(header.width, header.height)
@@ -55,9 +81,9 @@ extension TransformWorkspace {
         switch source {
         case .file(let path):
             let size = try encoded.read(file: path, maximumBytes: decoder.limits.maximumFileBytes)
-            return try decodeJPEG(UnsafeRawBufferPointer(start: encoded.pointer, count: size), name: path)
+            return try decodeImage(UnsafeRawBufferPointer(start: encoded.pointer, count: size), name: path)
         case .encoded(let bytes, let name):
-            return try bytes.withUnsafeBytes { try decodeJPEG($0, name: name) }
+            return try bytes.withUnsafeBytes { try decodeImage($0, name: name) }
         case .pixels(let image):
             let (_, value) = try plan(image.width, image.height)
             return try image.pixels.withUnsafeBufferPointer { buffer in
@@ -66,6 +92,11 @@ extension TransformWorkspace {
                 return try body(view, image.width, image.height, value)
             }
         }
+    }
+
+    private func view(of layout: DecodedLayout) -> PixelView {
+        PixelView(pointer: UnsafePointer(decoded.pointer), width: layout.width, height: layout.height,
+                  channels: layout.channels)
     }
 
     /// RGB sources feeding a grey model are converted to L before any resampling (as a PIL

@@ -9,7 +9,7 @@ struct Evaluate: ParsableCommand {
         discussion: """
         DATA is `fashion-mnist` (its test set), a folder with val/<class>/*.jpg, or a folder of class sub-folders.
         Weights or logits that are NaN or infinite are an error (they would otherwise rank every label first).
-        JPEGs above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding.
+        Images above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding.
         """)
 
     @Argument(help: "fashion-mnist, or an image folder.")
@@ -70,14 +70,14 @@ struct Evaluate: ParsableCommand {
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify JPEG images with trained weights.",
+        abstract: "Classify images (JPEG, PNG, WebP) with trained weights.",
         discussion: """
         Class names come from the weights' metadata when present (as `usi train` writes them); control characters in them and in file names are removed from text output.
         An image that cannot be read or decoded is reported on standard error and the others are still classified; the exit status is then 1.
-        JPEGs above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding. NaN or infinite weights or logits are an error.
+        Images above --max-image-pixels (or $USI_MAX_IMAGE_PIXELS) are refused before decoding. NaN or infinite weights or logits are an error.
         """)
 
-    @Argument(help: "JPEG files.")
+    @Argument(help: "Image files (JPEG, PNG or WebP).")
     var images: [String]
     @Option(help: "Architecture of the weights.")
     var model: String

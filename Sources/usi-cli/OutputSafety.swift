@@ -45,7 +45,7 @@ func requireFiniteWeights(_ file: SafeTensorsFile) throws {
 /// `--max-image-pixels`: the decoder's pixel limit, for commands that decode JPEGs.
 struct ImageLimitOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Refuse JPEGs with more pixels (width × height) than this, before decoding. Default: \(ImageLimits.standard.maximumPixels), or $\(ImageLimits.pixelsVariable).",
+        "Refuse images with more pixels (width × height) than this, before decoding. Default: \(ImageLimits.standard.maximumPixels), or $\(ImageLimits.pixelsVariable).",
         valueName: "pixels"))
     var maxImagePixels: Int?
 

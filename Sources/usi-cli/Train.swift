@@ -7,7 +7,7 @@ struct Train: ParsableCommand {
         abstract: "Train a backbone with the USI recipe (or the plain baseline).",
         discussion: """
         With no DATA, trains on Fashion-MNIST (Debian's dataset-fashion-mnist) at 32×32 grey with the bundled \
-        teacher. DATA is a folder with train/<class>/*.jpg and val/<class>/*.jpg (or validation/).
+        teacher. DATA is a folder with train/<class>/*.jpg and val/<class>/*.jpg (or validation/); PNG and WebP files are read too.
         The run directory gets config.json, metrics.jsonl, last.safetensors (the full training state), \
         best.safetensors (timm-loadable weights of the better of model and EMA) and report.html.
         """)

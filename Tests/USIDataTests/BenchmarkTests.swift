@@ -21,7 +21,7 @@ struct BenchmarkTests {
     func errors() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        #expect { try DataBenchmark.run(directory: dir.path) } throws: { "\($0)".contains("no JPEG files") }
+        #expect { try DataBenchmark.run(directory: dir.path) } throws: { "\($0)".contains("no image files (jfif, jpe, jpeg, jpg)") }
         #expect { try DataBenchmark.run(directory: dir.file("missing")) } throws: { "\($0)".contains("no such directory") }
     }
 }

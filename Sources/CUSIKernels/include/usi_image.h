@@ -84,6 +84,13 @@ void usi_image_sharpness(uint8_t *image, int w, int h, int channels, float facto
 void usi_image_rgb_to_gray(uint8_t *dst, const uint8_t *src, size_t n_pixels);
 /// Grey to RGB by replication.
 void usi_image_gray_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels);
+/// Keeps the first dst_channels of every src_channels-sample pixel (dropping alpha, as PIL's
+/// convert("RGB") / convert("L") do, without compositing). dst may alias src.
+void usi_image_keep_channels(uint8_t *dst, const uint8_t *src, size_t n_pixels, int src_channels,
+                             int dst_channels);
+/// 16-bit grey (host order) to 8 bits the way PIL converts mode I;16 to L: values above 255
+/// saturate (PIL clips; it does not scale). dst may alias src.
+void usi_image_gray16_to_gray8_clip(uint8_t *dst, const uint16_t *src, size_t n_pixels);
 /// CMYK (as libjpeg returns it from Adobe files, i.e. inverted) to RGB the way PIL
 /// converts a CMYK JPEG: R = C*K/255 rounded (PIL's MULDIV255).
 void usi_image_cmyk_to_rgb(uint8_t *dst, const uint8_t *src, size_t n_pixels);
