@@ -38,7 +38,9 @@ let package = Package(
             name: "CUSIKernels", dependencies: ["COpenBLAS"],
             cSettings: [.unsafeFlags(kernelFlags)],
             linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
-        .target(name: "USICore", dependencies: ["CUSIKernels"]),
+        // Open MPI through dlopen (no mpi.h, no libmpi at build time; see Docs/DISTRIBUTED.md).
+        .target(name: "CUSIMPI", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "USICore", dependencies: ["CUSIKernels", "CUSIMPI"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CZlib", "CUSIKernels"]),
         .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels", "CZlib",
