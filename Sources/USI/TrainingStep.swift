@@ -155,9 +155,30 @@ public final class TrainingStep {
         }
         optimizer.step()
         optimizer.zeroGradients()
+        // Rank 0's BatchNorm running statistics on every rank (as DDP's broadcast_buffers), so
+        // that the ranks evaluate, and average into the EMA, one and the same model.
+        if communicator.size > 1 { try broadcastBuffersFromRoot() }
         ema?.update(step: step + 1)
         let images = shards.reduce(0) { $0 + $1.images.shape[0] } * communicator.size
         return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images)
+    }
+
+    private func broadcastBuffersFromRoot() throws {
+        var packed = [Float](repeating: 0, count: buffers.reduce(0) { $0 + $1.count })
+        guard !packed.isEmpty else { return }
+        try packed.withUnsafeMutableBufferPointer { packed in
+            var offset = 0
+            for buffer in buffers {
+                (packed.baseAddress! + offset).update(from: buffer.pointer, count: buffer.count)
+                offset += buffer.count
+            }
+            try communicator.broadcast(packed, root: 0)
+            offset = 0
+            for buffer in buffers {
+                buffer.pointer.update(from: packed.baseAddress! + offset, count: buffer.count)
+                offset += buffer.count
+            }
+        }
     }
 
     /// The configuration's loss: the USI loss with teacher logits, cross-entropy on the

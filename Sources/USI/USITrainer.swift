@@ -172,7 +172,7 @@ public final class USITrainer: @unchecked Sendable {
         var teacherTop1: Double?
         if let distiller {
             let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
-                                                cropFraction: data.evaluationCropFraction) { x in
+                                                cropFraction: data.evaluationCropFraction, communicator: communicator) { x in
                 distiller.logits(for: x)
             }
             teacherTop1 = result.top1
@@ -326,7 +326,8 @@ public final class USITrainer: @unchecked Sendable {
 
     /// The student's accuracy on the validation split.
     private func evaluate() throws -> EvaluationResult {
-        try Evaluator.evaluate(student, on: data.validation, workers: config.workers, cropFraction: data.evaluationCropFraction)
+        try Evaluator.evaluate(student, on: data.validation, workers: config.workers, cropFraction: data.evaluationCropFraction,
+                               communicator: communicator)
     }
 
     private func seconds(since start: ContinuousClock.Instant) -> Double {
