@@ -44,7 +44,10 @@ let package = Package(
             name: "CUSIKernels", dependencies: ["COpenBLAS"],
             cSettings: [.unsafeFlags(kernelFlags)],
             linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
-        .target(name: "USICore", dependencies: ["CUSIKernels", "CZlib"]),  // CZlib: deflated .pth entries
+        // Open MPI through dlopen (no mpi.h, no libmpi at build time; see Docs/DISTRIBUTED.md).
+        .target(name: "CUSIMPI", linkerSettings: [.linkedLibrary("dl")]),
+        // CZlib: deflated .pth entries.
+        .target(name: "USICore", dependencies: ["CUSIKernels", "CUSIMPI", "CZlib"]),
         .target(name: "USIModels", dependencies: ["USICore"]),
         .target(name: "USIData", dependencies: ["USICore", "CTurboJPEG", "CSPNG", "CWebP", "CZlib", "CUSIKernels"]),
         .target(name: "USI", dependencies: ["USICore", "USIModels", "USIData", "CUSIKernels", "CZlib",

@@ -22,15 +22,21 @@ public enum Evaluator {
     /// Accuracy of `model` over `dataset`; restores the model's training mode afterwards.
     /// `logits` maps an input batch to logits (defaults to the model itself; the trainer passes
     /// the distiller to measure the teacher).
+    ///
+    /// With a `communicator` of several ranks, each rank evaluates every size-th sample (the
+    /// same model on every rank) and the counts are summed, so every rank returns the result
+    /// over the whole dataset at 1/size of the work.
     public static func evaluate(_ model: any Backbone, on dataset: any ImageDataset, batchSize: Int = 256,
                                 workers: Int = 2, cropFraction: Double? = nil,
+                                communicator: any Communicator = SingleProcessCommunicator(),
                                 logits: ((Tensor) -> Tensor)? = nil) throws -> EvaluationResult {
         guard dataset.count > 0 else { throw TrainingError.invalidData("the evaluation set is empty") }
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         let loader = try DataLoader(dataset: dataset, transform: try transform(for: model.config, cropFraction: cropFraction),
-                                    sampler: try SequentialSampler(count: dataset.count), batchSize: batchSize,
+                                    sampler: try SequentialSampler(count: dataset.count, rank: communicator.rank,
+                                                                   worldSize: communicator.size), batchSize: batchSize,
                                     workers: workers, dropLast: false, corruptImagePolicy: .fail)
         var top1 = 0, top5 = 0, count = 0
         let batches = loader.batches(epoch: 0)
@@ -40,6 +46,9 @@ public enum Evaluator {
             let (c1, c5) = correctCounts(out, labels: batch.labels)
             top1 += c1; top5 += c5; count += batch.count
         }
+        var counts = [Int64(top1), Int64(top5), Int64(count)]
+        try communicator.allReduceSum(&counts)
+        (top1, top5, count) = (Int(counts[0]), Int(counts[1]), Int(counts[2]))
         return EvaluationResult(top1: 100 * Double(top1) / Double(count), top5: 100 * Double(top5) / Double(count), count: count)
     }
 

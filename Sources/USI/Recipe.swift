@@ -114,22 +114,30 @@ public struct ResolvedRecipe: Codable, Sendable, Hashable {
     }
 
     /// The epoch order: repeated augmentation's sampler (views of an image together, as timm's
-    /// `RepeatAugSampler`), or a plain shuffle.
-    public func makeSampler(trainingSamples: Int, seed: UInt64) throws -> any Sampler {
+    /// `RepeatAugSampler`), or a plain shuffle; shard `rank` of `shards` for data-parallel runs
+    /// (the one-process order dealt round-robin, see ``Sampler``).
+    public func makeSampler(trainingSamples: Int, seed: UInt64, rank: Int = 0, shards: Int = 1) throws -> any Sampler {
         repeatedAugmentations > 1
-            ? try RepeatAugmentSampler(count: trainingSamples, repeats: repeatedAugmentations, seed: seed)
-            : try ShuffledSampler(count: trainingSamples, seed: seed)
+            ? try RepeatAugmentSampler(count: trainingSamples, repeats: repeatedAugmentations, seed: seed,
+                                       rank: rank, worldSize: shards)
+            : try ShuffledSampler(count: trainingSamples, seed: seed, rank: rank, worldSize: shards)
     }
 
     /// Mixup/CutMix at the recipe's probability (nil = off).
     public var mixing: MixupCutmix? { mixingProbability > 0 ? MixupCutmix(probability: mixingProbability) : nil }
 
     /// The training loader: sampler, transform and mixing over `data`, `config.batchSize`
-    /// images a batch.
-    public func makeTrainingLoader(data: any ImageDataset, student: BackboneConfig, config: USIConfig) throws -> DataLoader {
-        try DataLoader(dataset: data, transform: makeTrainingTransform(for: student),
-                       sampler: makeSampler(trainingSamples: data.count, seed: config.seed), batchSize: config.batchSize,
-                       workers: config.workers, mixing: mixing, seed: config.seed)
+    /// images a batch — or, for shard `rank` of `shards`, `config.batchSize / shards` images of
+    /// each global batch (the batch size must be a multiple of `shards`).
+    public func makeTrainingLoader(data: any ImageDataset, student: BackboneConfig, config: USIConfig,
+                                   rank: Int = 0, shards: Int = 1) throws -> DataLoader {
+        guard shards >= 1, config.batchSize % shards == 0 else {
+            throw TrainingError.invalidConfiguration(
+                "the batch size \(config.batchSize) is the global batch of all \(shards) ranks and must be a multiple of \(shards); use --batch-size \(max(shards, config.batchSize / shards * shards))")
+        }
+        return try DataLoader(dataset: data, transform: makeTrainingTransform(for: student),
+                              sampler: makeSampler(trainingSamples: data.count, seed: config.seed, rank: rank, shards: shards),
+                              batchSize: config.batchSize / shards, workers: config.workers, mixing: mixing, seed: config.seed)
     }
 
     /// AdamW over the student's parameters with timm's weight-decay groups: no decay on 1-D

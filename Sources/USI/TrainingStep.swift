@@ -41,11 +41,19 @@ public final class TrainingStep {
     public let ema: ExponentialMovingAverage?
     /// The per-step learning rate.
     public let schedule: CosineLearningRateSchedule
+    /// The processes this step averages gradients over (one process by default).
+    public let communicator: any Communicator
     private let stochasticLayers: StochasticLayers
+    // The student's tensors that are not parameters (BatchNorm running statistics).
+    private let buffers: [Tensor]
 
     /// Builds the optimiser, EMA and schedule of `recipe` for `student`. The distiller must
     /// have been made for the student's configuration.
-    public init(student: any Backbone, distiller: Distiller?, config: USIConfig, recipe: ResolvedRecipe) throws {
+    ///
+    /// With a `communicator` of several ranks, every rank calls the step with its own shard of
+    /// the global batch and the gradients are averaged over all shards before the update.
+    public init(student: any Backbone, distiller: Distiller?, config: USIConfig, recipe: ResolvedRecipe,
+                communicator: any Communicator = SingleProcessCommunicator()) throws {
         try config.validate()
         if let distiller, distiller.studentConfig != student.config {
             throw TrainingError.invalidConfiguration(
@@ -59,6 +67,9 @@ public final class TrainingStep {
         ema = recipe.makeEMA(for: student)
         schedule = recipe.makeSchedule(config: config)
         stochasticLayers = StochasticLayers(of: student)
+        self.communicator = communicator
+        let parameterNames = Set(student.namedParameters().map(\.name))
+        buffers = student.namedTensors().filter { !parameterNames.contains($0.name) }.map(\.tensor)
     }
 
     /// Epochs including cooldown.
@@ -74,23 +85,100 @@ public final class TrainingStep {
     /// weight when the loss is NaN or infinite.
     @discardableResult
     public func callAsFunction(images: Tensor, targets: Tensor, step: Int, teacherLogits: Tensor? = nil) throws -> TrainingStepResult {
+        try self(shards: [Shard(images: images, targets: targets, teacherLogits: teacherLogits)], step: step)
+    }
+
+    /// One shard of a global batch: images, soft targets and optionally stored teacher logits
+    /// (see ``callAsFunction(images:targets:step:teacherLogits:)``).
+    public struct Shard {
+        /// `[n, H, W, C]`, normalised.
+        public var images: Tensor
+        /// `[n, classes]` soft targets.
+        public var targets: Tensor
+        /// Stored teacher logits, or nil for the live teacher.
+        public var teacherLogits: Tensor?
+
+        /// Pairs them.
+        public init(images: Tensor, targets: Tensor, teacherLogits: Tensor? = nil) {
+            self.images = images
+            self.targets = targets
+            self.teacherLogits = teacherLogits
+        }
+    }
+
+    /// One optimiser step over a global batch split into equal shards: this process's
+    /// `shards` (one per rank normally; several to emulate ranks in one process) times
+    /// ``communicator``'s ranks. Each shard runs forward and backward on its own — so
+    /// BatchNorm's statistics are per shard, as in PyTorch DDP — and the gradients are summed
+    /// over every shard of every rank and divided by their number before the update. The loss
+    /// reported is the mean over all shards, the same on every rank.
+    ///
+    /// Emulated shards keep the BatchNorm running statistics of the first shard (what rank 0
+    /// of a real run keeps), so an emulated run is the N-rank run's rank 0 exactly.
+    @discardableResult
+    public func callAsFunction(shards: [Shard], step: Int) throws -> TrainingStepResult {
+        precondition(!shards.isEmpty, "a training step needs at least one shard")
         let learningRate = schedule.learningRate(step: step, stepsPerEpoch: recipe.stepsPerEpoch)
         optimizer.learningRate = Float(learningRate)
-        let teacher = teacherLogits ?? distiller?.logits(for: images)
-        stochasticLayers.reseed(seed: config.seed, step: step)
         if !student.isTraining { student.train() }  // after an evaluation; a tree walk, so only then
-        let loss = self.loss(logits: student(images), teacherLogits: teacher, targets: targets)
-        let value = Double(loss.item)
+        var lossSum = 0.0
+        var firstShardBuffers: [Tensor]?
+        for (number, shard) in shards.enumerated() {
+            let teacher = shard.teacherLogits ?? distiller?.logits(for: shard.images)
+            // Every shard (every rank) draws the same dropout masks for a step, as DDP's ranks do.
+            stochasticLayers.reseed(seed: config.seed, step: step)
+            let loss = self.loss(logits: student(shard.images), teacherLogits: teacher, targets: shard.targets)
+            let value = Double(loss.item)
+            lossSum += value
+            if value.isFinite {
+                loss.backward()
+            } else {
+                GradientTape.current.reset()
+            }
+            if number == 0 && shards.count > 1 { firstShardBuffers = buffers.map { $0.copy() } }
+        }
+        if let firstShardBuffers {
+            for (buffer, saved) in zip(buffers, firstShardBuffers) { buffer.assign(saved) }
+        }
+        // The loss goes round before the gradients so that every rank agrees on stopping.
+        var totalLoss = [lossSum]
+        try communicator.allReduceSum(&totalLoss)
+        let shardCount = shards.count * communicator.size
+        let value = totalLoss[0] / Double(shardCount)
         guard value.isFinite else {
-            GradientTape.current.reset()
+            optimizer.zeroGradients()
             throw TrainingError.nonFiniteLoss(epoch: step / recipe.stepsPerEpoch, step: step % recipe.stepsPerEpoch,
                                               lastCheckpoint: nil)
         }
-        loss.backward()
+        if shardCount > 1 {
+            try communicator.allReduceGradients(of: optimizer.parameters.map(\.tensor), scale: 1 / Float(shardCount))
+        }
         optimizer.step()
         optimizer.zeroGradients()
+        // Rank 0's BatchNorm running statistics on every rank (as DDP's broadcast_buffers), so
+        // that the ranks evaluate, and average into the EMA, one and the same model.
+        if communicator.size > 1 { try broadcastBuffersFromRoot() }
         ema?.update(step: step + 1)
-        return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images.shape[0])
+        let images = shards.reduce(0) { $0 + $1.images.shape[0] } * communicator.size
+        return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images)
+    }
+
+    private func broadcastBuffersFromRoot() throws {
+        var packed = [Float](repeating: 0, count: buffers.reduce(0) { $0 + $1.count })
+        guard !packed.isEmpty else { return }
+        try packed.withUnsafeMutableBufferPointer { packed in
+            var offset = 0
+            for buffer in buffers {
+                (packed.baseAddress! + offset).update(from: buffer.pointer, count: buffer.count)
+                offset += buffer.count
+            }
+            try communicator.broadcast(packed, root: 0)
+            offset = 0
+            for buffer in buffers {
+                buffer.pointer.update(from: packed.baseAddress! + offset, count: buffer.count)
+                offset += buffer.count
+            }
+        }
     }
 
     /// The configuration's loss: the USI loss with teacher logits, cross-entropy on the
@@ -100,6 +188,12 @@ public final class TrainingStep {
             Distiller.loss(studentLogits: logits, teacherLogits: $0, targets: targets,
                            weight: Float(config.distillationWeight), distillationOnly: config.distillationOnly)
         } ?? crossEntropy(logits, softTargets: targets)
+    }
+
+    /// Trains on loader batches, one per shard (see ``callAsFunction(shards:step:)``).
+    @discardableResult
+    public func callAsFunction(_ batches: [Batch], step: Int) throws -> TrainingStepResult {
+        try self(shards: batches.map { Shard(images: $0.tensor(), targets: $0.targetTensor()) }, step: step)
     }
 
     /// Trains on a loader batch (see ``callAsFunction(images:targets:step:teacherLogits:)``).
@@ -117,6 +211,6 @@ public struct TrainingStepResult: Sendable, Hashable {
     public let loss: Double
     /// The learning rate used.
     public let learningRate: Double
-    /// Images in the batch.
+    /// Images in the global batch (every shard of every rank).
     public let images: Int
 }

@@ -45,11 +45,34 @@ public final class USITrainer: @unchecked Sendable {
 
     private let cancelled = Atomic<Bool>(false)
 
+    /// The processes of a data-parallel run (one by default). Every rank runs `fit()`; each
+    /// trains on its shards of every global batch of `config.batchSize` images.
+    public var communicator: any Communicator { step.communicator }
+    /// Shards of the global batch this process trains on itself (1; N > 1 emulates N ranks in
+    /// one process: the same BatchNorm statistics and mixing pairs per shard as N real ranks).
+    public let emulatedRanks: Int
+    /// Shards of every global batch, over all ranks.
+    public var shards: Int { emulatedRanks * communicator.size }
+
     /// Prepares a run; throws for an invalid configuration, data that does not fit the model,
     /// or a distiller made for another student.
+    ///
+    /// Data-parallel: every rank makes a trainer with the same arguments and its
+    /// `communicator`; only rank 0 should be given an `outputDirectory` (it owns the outputs).
+    /// `emulatedRanks` > 1 splits each batch into that many shards in this process (see
+    /// ``emulatedRanks``). The global batch must be a multiple of the number of shards.
     public init(student: any Backbone, distiller: Distiller?, data: TrainingData, config: USIConfig,
-                outputDirectory: URL? = nil) throws {
+                outputDirectory: URL? = nil, communicator: any Communicator = SingleProcessCommunicator(),
+                emulatedRanks: Int = 1) throws {
         try config.validate()
+        guard emulatedRanks >= 1 else {
+            throw TrainingError.invalidConfiguration("the number of emulated ranks must be at least 1, got \(emulatedRanks)")
+        }
+        let shards = emulatedRanks * communicator.size
+        guard config.batchSize % shards == 0 else {
+            throw TrainingError.invalidConfiguration(
+                "the batch size \(config.batchSize) is the global batch of all \(shards) ranks and must be a multiple of \(shards); use --batch-size \(max(shards, config.batchSize / shards * shards))")
+        }
         guard student.config.classes == data.classNames.count else {
             throw TrainingError.invalidData("the model has \(student.config.classes) classes, the data \(data.classNames.count)")
         }
@@ -61,8 +84,10 @@ public final class USITrainer: @unchecked Sendable {
         }
         self.data = data
         self.outputDirectory = outputDirectory
+        self.emulatedRanks = emulatedRanks
         step = try TrainingStep(student: student, distiller: distiller, config: config,
-                                recipe: config.resolved(trainingSamples: data.train.count, imageSize: student.config.inputSize))
+                                recipe: config.resolved(trainingSamples: data.train.count, imageSize: student.config.inputSize),
+                                communicator: communicator)
     }
 
     /// Asks a running ``fit(resume:)`` to stop after the current step (it throws
@@ -95,13 +120,30 @@ public final class USITrainer: @unchecked Sendable {
         let output = try outputDirectory.map { try RunOutput(directory: $0) }
         let studentConfig = student.config
         let stepsPerEpoch = recipe.stepsPerEpoch
-        let loader = try recipe.makeTrainingLoader(data: data.train, student: studentConfig, config: config)
-        loader.onSkippedImage = { [logger] skipped in
-            logger.warning("skipped an unreadable training image (replaced by another): \(skipped.reason)")
+        // This process's shards of every global batch: rank r's emulated shard e is shard
+        // r·emulatedRanks + e, so an emulated run and a real one deal the same shards.
+        let loaders = try (0..<emulatedRanks).map {
+            try recipe.makeTrainingLoader(data: data.train, student: studentConfig, config: config,
+                                          rank: communicator.rank * emulatedRanks + $0, shards: shards)
+        }
+        for loader in loaders {
+            loader.onSkippedImage = { [logger] skipped in
+                logger.warning("skipped an unreadable training image (replaced by another): \(skipped.reason)")
+            }
+        }
+        // The one-process loader's batch count: sharded samplers may pad an epoch (to a
+        // multiple of the shards), and every rank must take the same number of steps.
+        let singleSampler = try recipe.makeSampler(trainingSamples: data.train.count, seed: config.seed)
+        func steps(in epoch: Int) -> Int {
+            shards == 1 ? loaders[0].batchCount(epoch: epoch) : singleSampler.indices(epoch: epoch).count / config.batchSize
         }
         var history: [EpochMetrics] = []
         var best = (top1: -1.0, top5: 0.0, epoch: -1, isEMA: false)
         var resumed: (epoch: Int, progress: TrainingCheckpoint.Progress?)?
+        if resume && communicator.size > 1 {
+            throw TrainingError.invalidConfiguration(
+                "--resume of a run with several MPI ranks is not supported yet (the ranks would have to load rank 0's checkpoint); resume it in one process with --emulate-ranks \(shards)")
+        }
         if resume {
             guard let output else {
                 throw TrainingError.invalidConfiguration("--resume needs an output directory")
@@ -130,7 +172,7 @@ public final class USITrainer: @unchecked Sendable {
         var teacherTop1: Double?
         if let distiller {
             let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
-                                                cropFraction: data.evaluationCropFraction) { x in
+                                                cropFraction: data.evaluationCropFraction, communicator: communicator) { x in
                 distiller.logits(for: x)
             }
             teacherTop1 = result.top1
@@ -148,13 +190,21 @@ public final class USITrainer: @unchecked Sendable {
             let skippedBefore = progress?.skippedImages ?? 0
             var stepInEpoch = progress?.step ?? 0
             var lastCheckpoint = ContinuousClock.now
-            let batches = loader.batches(epoch: epoch, startingAt: stepInEpoch)
-            defer { batches.cancel() }
-            while let batch = try batches.next() {
+            let epochBatches = loaders.map { $0.batches(epoch: epoch, startingAt: stepInEpoch) }
+            defer { for batches in epochBatches { batches.cancel() } }
+            let stepsThisEpoch = steps(in: epoch)
+            var skippedSamples: Int { epochBatches.reduce(0) { $0 + $1.skippedSamples } }
+            while stepInEpoch < stepsThisEpoch {
+                var shardBatches: [Batch] = []
+                for batches in epochBatches {
+                    guard let batch = try batches.next() else { break }
+                    shardBatches.append(batch)
+                }
+                guard shardBatches.count == epochBatches.count else { break }
                 if cancelled.load(ordering: .relaxed) { throw TrainingError.cancelled }
                 let result: TrainingStepResult
                 do {
-                    result = try step(batch, step: epoch * stepsPerEpoch + stepInEpoch)
+                    result = try step(shardBatches, step: epoch * stepsPerEpoch + stepInEpoch)
                 } catch TrainingError.nonFiniteLoss {
                     let checkpoint = output.map(\.lastCheckpointURL.path).flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
                     logger.error("loss became NaN/Inf at epoch \(epoch), step \(stepInEpoch)")
@@ -176,7 +226,7 @@ public final class USITrainer: @unchecked Sendable {
                    ContinuousClock.now - lastCheckpoint >= interval {
                     let position = TrainingCheckpoint.Progress(step: stepInEpoch, lossSum: lossSum, lossCount: lossCount,
                                                                images: images, seconds: elapsed, learningRate: lr,
-                                                               skippedImages: skippedBefore + batches.skippedSamples)
+                                                               skippedImages: skippedBefore + skippedSamples)
                     manifest = try commitPartial(position, epoch: epoch, to: output, after: manifest)
                     lastCheckpoint = ContinuousClock.now
                 }
@@ -196,7 +246,7 @@ public final class USITrainer: @unchecked Sendable {
                                        top1: modelResult.top1, top5: modelResult.top5, top1EMA: emaResult?.top1,
                                        top5EMA: emaResult?.top5, seconds: seconds(since: epochStart),
                                        imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1,
-                                       skippedImages: skippedBefore + batches.skippedSamples)
+                                       skippedImages: skippedBefore + skippedSamples)
             history.append(metrics)
             if let output {
                 manifest = try commitEpoch(epoch, metrics: metrics, improved: improved, emaBetter: emaBetter,
@@ -277,7 +327,8 @@ public final class USITrainer: @unchecked Sendable {
 
     /// The student's accuracy on the validation split.
     private func evaluate() throws -> EvaluationResult {
-        try Evaluator.evaluate(student, on: data.validation, workers: config.workers, cropFraction: data.evaluationCropFraction)
+        try Evaluator.evaluate(student, on: data.validation, workers: config.workers, cropFraction: data.evaluationCropFraction,
+                               communicator: communicator)
     }
 
     private func seconds(since start: ContinuousClock.Instant) -> Double {

@@ -43,7 +43,8 @@ public struct LoaderStatistics: Sendable, Equatable {
 ///
 /// Worker threads build whole batches: load, decode, augment and normalise each sample
 /// into a pooled float buffer, then (optionally) mix the batch. Every random choice comes
-/// from a generator seeded by `(seed, epoch, position in epoch)` — and per batch for mixing —
+/// from a generator seeded by `(seed, epoch, global position in epoch)` (see ``Sampler``) —
+/// and per batch and shard for mixing —
 /// so the batches are identical whatever the number of workers. Workers only run the image
 /// kernels (never BLAS). At most `prefetchBatches` batches are in flight or waiting.
 public final class DataLoader: @unchecked Sendable {
@@ -162,11 +163,13 @@ public final class DataLoader: @unchecked Sendable {
         var skipped = 0
         for k in 0..<count {
             let position = start + k
+            // The global position: a sample's views do not depend on how many ranks share the epoch.
+            let globalPosition = UInt64(sampler.globalPosition(ofLocal: position))
             var index = indices[position]
             var attempt = 0
             while true {
                 var generator = RandomGenerator(seed: seed, stream: attempt == 0
-                    ? [UInt64(epoch), UInt64(position)] : [UInt64(epoch), UInt64(position), UInt64(attempt)])
+                    ? [UInt64(epoch), globalPosition] : [UInt64(epoch), globalPosition, UInt64(attempt)])
                 do {
                     try transform.apply(try dataset.source(at: index), into: storage.pointer + k * sampleSize,
                                         generator: &generator, workspace: workspace)
@@ -185,7 +188,12 @@ public final class DataLoader: @unchecked Sendable {
         var targets: [Float]?
         var parameters: MixupCutmix.Parameters?
         if let mixing {
-            var generator = RandomGenerator(seed: seed, stream: [UInt64(epoch), UInt64(batch), 0x4D49_5855])
+            // Mixing pairs are per shard (sample i with N−1−i of this rank's batch), as in
+            // PyTorch DDP; the shard's own stream lets one process reproduce an N-rank run by
+            // mixing each of N shards alike (`--emulate-ranks`). One process keeps its stream.
+            let stream: [UInt64] = sampler.worldSize == 1 ? [UInt64(epoch), UInt64(batch), 0x4D49_5855]
+                : [UInt64(epoch), UInt64(batch), 0x4D49_5855, UInt64(sampler.rank), UInt64(sampler.worldSize)]
+            var generator = RandomGenerator(seed: seed, stream: stream)
             let p = mixing.sampleParameters(height: transform.outputHeight, width: transform.outputWidth, generator: &generator)
             mixing.mix(images: storage.pointer, count: count, height: transform.outputHeight,
                        width: transform.outputWidth, channels: transform.outputChannels, parameters: p)

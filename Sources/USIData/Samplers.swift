@@ -2,9 +2,30 @@ import USICore
 
 /// Decides which dataset indices a process visits in an epoch, and in what order.
 /// Samplers are deterministic functions of (seed, epoch, rank).
+///
+/// A sharded sampler (rank r of `worldSize`) deals the one-process epoch order round-robin:
+/// its local position p is global position r + worldSize·p. So with a per-rank batch of
+/// B / worldSize, the union of the ranks' step-k batches is the one-process step-k batch of B,
+/// and the loader seeds each sample's augmentation from its global position — the same image
+/// gets the same views whatever the number of ranks.
 public protocol Sampler: Sendable {
     /// The indices for `epoch` on this process.
     func indices(epoch: Int) -> [Int]
+    /// This process's shard, `0..<worldSize` (0 for an unsharded sampler).
+    var rank: Int { get }
+    /// The number of shards (1 for an unsharded sampler).
+    var worldSize: Int { get }
+    /// The position in the one-process epoch order of local position `position`.
+    func globalPosition(ofLocal position: Int) -> Int
+}
+
+extension Sampler {
+    /// Unsharded by default.
+    public var rank: Int { 0 }
+    /// Unsharded by default.
+    public var worldSize: Int { 1 }
+    /// Round-robin dealing (the identity on one process).
+    public func globalPosition(ofLocal position: Int) -> Int { rank + worldSize * position }
 }
 
 /// A random permutation of `0..<count` drawn from `generator` (Fisher–Yates).

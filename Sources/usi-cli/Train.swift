@@ -51,6 +51,14 @@ struct Train: ParsableCommand {
     var researchOverrides: [String] = []
     @Option(help: "Data-loading threads.")
     var workers = 2
+    @Option(help: ArgumentHelp("Use only the first N training images (short trials, tests).", visibility: .hidden))
+    var trainImages: Int?
+    @Option(help: ArgumentHelp("Use only the first N validation images (short trials, tests).", visibility: .hidden))
+    var validationImages: Int?
+    @Option(help: "Steps between the progress lines of metrics.jsonl.")
+    var logInterval = 50
+    @Option(help: "Train as N data-parallel ranks would, in this one process: each batch in N shards with their own BatchNorm statistics and mixing pairs, gradients averaged (reproduces `mpirun -np N`).")
+    var emulateRanks = 1
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
@@ -64,13 +72,31 @@ struct Train: ParsableCommand {
         if batchSize < 2 { throw ValidationError("--batch-size must be at least 2") }
         if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8") }
         if workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if logInterval < 1 { throw ValidationError("--log-interval must be at least 1") }
+        if emulateRanks < 1 { throw ValidationError("--emulate-ranks must be at least 1") }
+        if let trainImages, trainImages < 2 { throw ValidationError("--train-images must be at least 2") }
+        if let validationImages, validationImages < 1 { throw ValidationError("--validation-images must be at least 1") }
         if !(checkpointMinutes >= 0 && checkpointMinutes <= 1e6) { throw ValidationError("--checkpoint-minutes must be in 0…1000000") }
     }
 
     func run() throws {
         try threadOptions.apply()
+        // Under mpirun/srun, the Open MPI communicator; otherwise one process, nothing loaded.
+        let communicator = try Distributed.communicator()
+        let shards = communicator.size * emulateRanks
+        if batchSize % shards != 0 {
+            throw ValidationError("--batch-size \(batchSize) is the global batch of all \(shards) ranks and must be a multiple of \(shards) (per-rank batch = global / ranks); use --batch-size \(max(shards, batchSize / shards * shards))")
+        }
         let embedded = data == nil || data == "fashion-mnist"
-        let trainingData = try loadTrainingData(data)
+        var trainingData = try loadTrainingData(data)
+        if trainImages != nil || validationImages != nil {
+            let train = try trainImages.map { try DatasetSubset(trainingData.train, first: min($0, trainingData.train.count)) }
+            let validation = try validationImages.map {
+                try DatasetSubset(trainingData.validation, first: min($0, trainingData.validation.count))
+            }
+            trainingData = try TrainingData(train: train ?? trainingData.train, validation: validation ?? trainingData.validation,
+                                            name: trainingData.name, evaluationCropFraction: trainingData.evaluationCropFraction)
+        }
         let classes = trainingData.classNames.count
         let channels = embedded ? EmbeddedDefault.inputChannels : 3
         let size = inputSize ?? (embedded ? EmbeddedDefault.inputSize : nil)
@@ -97,11 +123,22 @@ struct Train: ParsableCommand {
         config.research = research == ResearchOverrides() ? nil : research
         // The plain baseline is compared with USI without a teacher; --no-kd drops it from USI.
         let distiller = recipe == .usi && !noKd ? try makeDistiller(embedded: embedded, student: student.config) : nil
+        // Rank 0 owns the outputs (run directory, progress, summary); the other ranks write nothing.
         let trainer = try USITrainer(student: student, distiller: distiller, data: trainingData, config: config,
-                                     outputDirectory: URL(fileURLWithPath: output))
+                                     outputDirectory: communicator.isRoot ? URL(fileURLWithPath: output) : nil,
+                                     communicator: communicator, emulatedRanks: emulateRanks)
         trainer.checkpointInterval = checkpointMinutes > 0 ? .milliseconds(Int64(checkpointMinutes * 60_000)) : nil
+        trainer.logInterval = logInterval
+        guard communicator.isRoot else {
+            trainer.logger.logLevel = .error
+            _ = try trainer.fit(resume: resume)
+            return
+        }
         let display = ProgressDisplay(totalEpochs: trainer.totalEpochs)
         trainer.onEvent = { display.handle($0) }
+        if communicator.size > 1 {
+            print("data-parallel: \(communicator.size) ranks × \(emulateRanks) shard(s), \(batchSize / shards) images per shard, global batch \(batchSize)")
+        }
         let report = try trainer.fit(resume: resume)
         print("")
         print("student \(model): best top-1 \(format(report.bestTop1, digits: 2)) % (top-5 \(format(report.bestTop5, digits: 2)) %, epoch \(report.bestEpoch)\(report.bestIsEMA ? ", EMA weights" : ""))")

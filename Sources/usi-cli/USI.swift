@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import USI
 
 @main
 struct USICommand: ParsableCommand {
@@ -13,7 +14,8 @@ struct USICommand: ParsableCommand {
         The library logs through swift-log to standard error: warnings and errors by default, more with \
         USI_LOG_LEVEL=info (or debug, trace).
         """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self,
+                      CommunicatorCheck.self])
 
     /// Installs the log handler before any command runs: the library only creates loggers.
     static func main() {
@@ -27,7 +29,14 @@ struct USICommand: ParsableCommand {
         do {
             command = try parseAsRoot()
             try command.run()
+            // Under mpirun every rank must finalise, or the launcher reports an improper exit.
+            try MPICommunicator.initialized?.finalize()
         } catch {
+            if let world = MPICommunicator.initialized, world.size > 1 {
+                // One rank's error must end the job, not leave the others in a collective.
+                FileHandle.standardError.write(Data("usi: rank \(world.rank) of \(world.size): \(error)\n".utf8))
+                world.abort(code: 1)
+            }
             exit(withError: error)
         }
     }
