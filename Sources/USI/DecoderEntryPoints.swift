@@ -37,8 +37,30 @@ public enum DecoderEntryPoints {
                                              teacher: "resnet10t (bf16)", progress: progress)
     }
 
+    /// The student whose checkpoints the fuzzer feeds and the corpus holds: a conv, a
+    /// BatchNorm and a classifier, small enough that a whole checkpoint is ~3.5 KB.
+    public static func makeStudent() -> any Backbone { FuzzStudent() }
+
     /// Decodes a run directory's commit manifest (`commit.json`); returns the files it names.
     public static func decodeManifest(_ data: Data) throws -> [String] {
         try RunOutput.Manifest.decode(data, source: "fuzz").files.map(\.name)
     }
+}
+
+/// See ``DecoderEntryPoints/makeStudent()``.
+private final class FuzzStudent: Module, Backbone {
+    let config = BackboneConfig(architecture: "fuzz_student", classes: 3, inputChannels: 1, inputSize: 8,
+                                mean: [0.5], standardDeviation: [0.5], cropFraction: 1, interpolation: .bilinear)
+    let conv: Conv2d
+    let bn: BatchNorm
+    let fc: Linear
+
+    override init() {
+        conv = Conv2d(inputChannels: 1, outputChannels: 2, kernelSize: 3, stride: 1, padding: .symmetric(1), bias: false)
+        bn = BatchNorm(2)
+        fc = Linear(inputFeatures: 2, outputFeatures: 3)
+        super.init()
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { fc(globalAvgPool2d(relu(bn(conv(x))))) }
 }

@@ -2,25 +2,6 @@ import Foundation
 import Testing
 @_spi(Fuzzing) import USI
 
-/// The fuzz target's student (Fuzz/Sources/fuzz-checkpoint/FuzzStudent.swift), under the same
-/// keys, so that the committed checkpoint seeds restore here.
-private final class FuzzStudent: Module, Backbone {
-    let config = BackboneConfig(architecture: "fuzz_student", classes: 3, inputChannels: 1, inputSize: 8,
-                                mean: [0.5], standardDeviation: [0.5], cropFraction: 1, interpolation: .bilinear)
-    let conv: Conv2d
-    let bn: BatchNorm
-    let fc: Linear
-
-    override init() {
-        conv = Conv2d(inputChannels: 1, outputChannels: 2, kernelSize: 3, stride: 1, padding: .symmetric(1), bias: false)
-        bn = BatchNorm(2)
-        fc = Linear(inputFeatures: 2, outputFeatures: 3)
-        super.init()
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor { fc(globalAvgPool2d(relu(bn(conv(x))))) }
-}
-
 /// The decoders of a run directory's files refuse hand-made values that would trap later
 /// (loop bounds, clock arithmetic, counters), and the fuzzing corpus and regressions of
 /// `fuzz-checkpoint` replay without a crash.
@@ -28,7 +9,7 @@ private final class FuzzStudent: Module, Backbone {
 struct CheckpointDecoderTests {
     /// A checkpoint of the fuzz student with some metadata replaced.
     func checkpoint(replacing changes: [String: String], midEpoch: Bool = true) throws -> Data {
-        let original = try SafeTensorsFile(data: DecoderEntryPoints.encodeCheckpoint(of: FuzzStudent(), steps: 2, midEpoch: midEpoch),
+        let original = try SafeTensorsFile(data: DecoderEntryPoints.encodeCheckpoint(of: DecoderEntryPoints.makeStudent(), steps: 2, midEpoch: midEpoch),
                                            source: "test")
         var records: [String: SafeTensorsRecord] = [:]
         for name in original.names {
@@ -43,8 +24,8 @@ struct CheckpointDecoderTests {
     @Test("a real checkpoint restores, with and without EMA")
     func restores() throws {
         let data = try checkpoint(replacing: [:])
-        #expect(try DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: true) == 1)
-        #expect(try DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: false) == 1)
+        #expect(try DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: true) == 1)
+        #expect(try DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: false) == 1)
     }
 
     @Test("epochs outside the run and positions outside the epoch are refused", arguments: [
@@ -56,7 +37,7 @@ struct CheckpointDecoderTests {
     ])
     func outOfRange(changes: [String: String]) throws {
         let data = try checkpoint(replacing: changes)
-        #expect(throws: (any Error).self) { try DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: true) }
+        #expect(throws: (any Error).self) { try DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: true) }
     }
 
     @Test("an optimizer step counter near Int64.max is refused (the next step would overflow)")
@@ -72,7 +53,7 @@ struct CheckpointDecoderTests {
             }
         }
         let data = try SafeTensors.encode(records, metadata: original.metadata)
-        #expect(throws: OptimizerError.self) { try DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: false) }
+        #expect(throws: OptimizerError.self) { try DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: false) }
     }
 
     @Test("a manifest naming a path outside the run directory, or negative sizes, is refused", arguments: [
@@ -101,7 +82,7 @@ struct CheckpointDecoderTests {
                 files += 1
                 let rest = bytes.dropFirst()
                 switch mode % 3 {
-                case 0: if (try? DecoderEntryPoints.restoreCheckpoint(Data(rest), into: FuzzStudent(), withEMA: true)) != nil { restored += 1 }
+                case 0: if (try? DecoderEntryPoints.restoreCheckpoint(Data(rest), into: DecoderEntryPoints.makeStudent(), withEMA: true)) != nil { restored += 1 }
                 case 1: if (try? DecoderEntryPoints.decodeManifest(Data(rest))) != nil { restored += 1 }
                 default:
                     if let file = try? SafeTensorsFile(data: Data(rest), source: name),

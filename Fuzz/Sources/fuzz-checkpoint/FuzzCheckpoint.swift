@@ -5,7 +5,7 @@ import USIModels
 
 /// Which decoder an input is for: its first byte, modulo 3.
 enum CheckpointFuzzMode: UInt8, CaseIterable {
-    /// The rest is a training checkpoint, restored into a `FuzzStudent` with AdamW and EMA.
+    /// The rest is a training checkpoint, restored into `DecoderEntryPoints.makeStudent()` with AdamW and EMA.
     case checkpoint = 0
     /// The rest is a run directory's `commit.json`.
     case manifest = 1
@@ -21,8 +21,8 @@ func fuzzCheckpoint(_ input: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let data = Data(bytes: input + 1, count: size - 1)
     switch CheckpointFuzzMode(rawValue: input[0] % 3)! {
     case .checkpoint:
-        guard let epoch = try? DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: true) else { return 0 }
-        precondition(try! DecoderEntryPoints.restoreCheckpoint(data, into: FuzzStudent(), withEMA: false) == epoch,
+        guard let epoch = try? DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: true) else { return 0 }
+        precondition(try! DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: false) == epoch,
                      "a checkpoint restores differently without EMA")
     case .manifest:
         _ = try? DecoderEntryPoints.decodeManifest(data)
@@ -40,14 +40,14 @@ func fuzzCheckpoint(_ input: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
-/// Writes the seed corpus: real checkpoints of `FuzzStudent` (end of epoch and mid-epoch,
+/// Writes the seed corpus: real checkpoints of the fuzz student (end of epoch and mid-epoch,
 /// written by the trainer's encoder), a real manifest and the bundled teacher's metadata.
 func writeSeeds(to directory: String, manifest: String?, weights: String?) throws {
     func write(_ mode: CheckpointFuzzMode, _ data: Data, _ name: String) throws {
         try (Data([mode.rawValue]) + data).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
     }
-    try write(.checkpoint, DecoderEntryPoints.encodeCheckpoint(of: FuzzStudent(), steps: 2, midEpoch: false), "checkpoint-epoch")
-    try write(.checkpoint, DecoderEntryPoints.encodeCheckpoint(of: FuzzStudent(), steps: 3, midEpoch: true), "checkpoint-partial")
+    try write(.checkpoint, DecoderEntryPoints.encodeCheckpoint(of: DecoderEntryPoints.makeStudent(), steps: 2, midEpoch: false), "checkpoint-epoch")
+    try write(.checkpoint, DecoderEntryPoints.encodeCheckpoint(of: DecoderEntryPoints.makeStudent(), steps: 3, midEpoch: true), "checkpoint-partial")
     if let manifest { try write(.manifest, Data(contentsOf: URL(fileURLWithPath: manifest)), "commit.json") }
     if let weights {
         // The header alone: the metadata and tensor table, with no tensor data.
