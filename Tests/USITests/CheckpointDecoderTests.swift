@@ -7,15 +7,17 @@ import Testing
 /// `fuzz-checkpoint` replay without a crash.
 @Suite("checkpoint and manifest decoders")
 struct CheckpointDecoderTests {
-    /// A checkpoint of the fuzz student with some metadata replaced.
-    func checkpoint(replacing changes: [String: String], midEpoch: Bool = true) throws -> Data {
+    /// A checkpoint of the fuzz student with some metadata replaced and, optionally, some of its
+    /// integer tensors (optimizer and EMA counters) rewritten.
+    func checkpoint(replacing changes: [String: String], midEpoch: Bool = true,
+                    integers rewrite: (String, [Int64]) -> [Int64] = { $1 }) throws -> Data {
         let original = try SafeTensorsFile(data: DecoderEntryPoints.encodeCheckpoint(of: DecoderEntryPoints.makeStudent(), steps: 2, midEpoch: midEpoch),
                                            source: "test")
         var records: [String: SafeTensorsRecord] = [:]
         for name in original.names {
             switch original.entries[name]!.dtype {
             case .float32: records[name] = SafeTensorsRecord(try original.tensor(name))
-            default: records[name] = SafeTensorsRecord(int64: try original.integers(name), shape: original.entries[name]!.shape)
+            default: records[name] = SafeTensorsRecord(int64: rewrite(name, try original.integers(name)), shape: original.entries[name]!.shape)
             }
         }
         return try SafeTensors.encode(records, metadata: original.metadata.merging(changes) { $1 })
@@ -42,17 +44,7 @@ struct CheckpointDecoderTests {
 
     @Test("an optimizer step counter near Int64.max is refused (the next step would overflow)")
     func hugeCounter() throws {
-        let original = try SafeTensorsFile(data: checkpoint(replacing: [:]), source: "test")
-        var records: [String: SafeTensorsRecord] = [:]
-        for name in original.names {
-            if original.entries[name]!.dtype == .float32 {
-                records[name] = SafeTensorsRecord(try original.tensor(name))
-            } else {
-                records[name] = SafeTensorsRecord(int64: name.hasSuffix(".step") ? [Int64.max] : try original.integers(name),
-                                                  shape: original.entries[name]!.shape)
-            }
-        }
-        let data = try SafeTensors.encode(records, metadata: original.metadata)
+        let data = try checkpoint(replacing: [:]) { name, values in name.hasSuffix(".step") ? [Int64.max] : values }
         #expect(throws: OptimizerError.self) { try DecoderEntryPoints.restoreCheckpoint(data, into: DecoderEntryPoints.makeStudent(), withEMA: false) }
     }
 

@@ -208,6 +208,22 @@ void usi_conv2d_forward_naive(float *out, const float *x, const float *w, const 
 /// level: the caller runs usi_conv2d_forward.
 int usi_conv2d_forward_packed(float *out, const float *x, const usi_packed_weights *w,
                               const float *bias, const usi_conv_shape *s);
+/// Weights of a 3x3 convolution transformed for Winograd F(2x2, 3x3) and packed once (the 16
+/// matrices U = G g G^T, FP32 or BF16).
+typedef struct usi_winograd_weights usi_winograd_weights;
+/// Transforms and packs w [OC, 3, 3, C] (OHWI); NULL when `precision` does not run here or
+/// out of memory.
+usi_winograd_weights *usi_winograd_pack(int precision, int OC, int C, const float *w);
+void usi_winograd_free(usi_winograd_weights *w);
+/// Whether usi_conv2d_forward_winograd takes this shape: 3x3, stride 1, dilation 1, groups 1,
+/// at least 16 channels in and out, and an output whose 2x2 tiles save >= 30 % of the multiplies.
+int usi_winograd_applies(const usi_conv_shape *s);
+/// out = conv(x, w) + bias by Winograd F(2x2, 3x3): within about 1e-6 relative of the direct
+/// form in FP32 (rounding differs), independent of the thread count. Returns 0 (out untouched,
+/// or partly written on out of memory) when the shape does not apply or the weights' precision
+/// does not run at the calling thread's level: the caller runs the direct form.
+int usi_conv2d_forward_winograd(float *out, const float *x, const usi_winograd_weights *w,
+                                const float *bias, const usi_conv_shape *s);
 void usi_conv2d_backward_naive(float *dx, float *dw, float *dbias, const float *dout,
                                const float *x, const float *w, const usi_conv_shape *s);
 

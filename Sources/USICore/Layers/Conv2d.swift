@@ -15,6 +15,8 @@ public final class Conv2d: Module, UnaryLayer {
     public let groups: Int
     /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
     var packedWeights: PackedWeights?
+    /// The weight transformed for Winograd F(2×2, 3×3) at inference, where it was asked for.
+    var winogradWeights: WinogradWeights?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputChannels: Int, outputChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
