@@ -8,7 +8,8 @@ struct Teacher: ParsableCommand {
         discussion: """
         Starts from the pretrained backbone in --weights (safetensors or a PyTorch .pth with timm names, e.g. ImageNet \
         weights), puts a new classifier for DATA's classes on it and trains with USI's recipe without distillation \
-        (its augmentation, mixing, EMA and schedule) at a tenth of the student's learning rate. The run directory \
+        (its augmentation, mixing, EMA, schedule and learning rate, which measured best for fine-tuning too: \
+        Docs/DECISIONS.md). The run directory \
         is a normal `usi train` one; the result is DIR/teacher.safetensors, whose metadata names the architecture, \
         classes, class names and input size, so that `usi train DATA --teacher-weights DIR/teacher.safetensors` \
         needs nothing else.
@@ -69,10 +70,9 @@ struct Teacher: ParsableCommand {
                                             name: trainingData.name, evaluationCropFraction: trainingData.evaluationCropFraction)
         }
         let file = try SafeTensorsFile(weightsAt: URL(fileURLWithPath: weights), key: key)
-        let metadata = try WeightsMetadata(file.metadata, source: weights)
         let pretrained = try TeacherFineTuning.pretrainedModel(
             architecture: model, weights: file, classes: trainingData.classNames.count,
-            inputSize: inputSize ?? metadata.inputSize, seed: seed)
+            inputSize: inputSize, seed: seed)
         let config = pretrained.model.config
         print("pretrained \(config.architecture) from \(weights): \(pretrained.loadedTensors) tensors loaded, new classifier (\(pretrained.newClassifierKeys.joined(separator: ", "))) for \(config.classes) classes, \(config.inputSize)×\(config.inputSize)×\(config.inputChannels) input")
 
