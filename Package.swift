@@ -66,6 +66,6 @@ let package = Package(
         .testTarget(name: "USIModelsTests", dependencies: ["USIModels"], exclude: ["Fixtures"]),
         .testTarget(name: "USITests", dependencies: ["USI"]),
         // Runs the built `usi` executable end to end (it depends on it so that it is built first).
-        .testTarget(name: "CLITests", dependencies: ["usi-cli"]),
+        .testTarget(name: "CLITests", dependencies: ["usi-cli", "USI"]),
     ]
 )

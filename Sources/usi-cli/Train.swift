@@ -18,7 +18,7 @@ struct Train: ParsableCommand {
     var model = EmbeddedDefault.studentArchitecture
     @Option(help: "Teacher architecture (with --teacher-weights).")
     var teacher: String?
-    @Option(help: "Teacher weights (safetensors or a PyTorch .pth checkpoint, timm names, trained on the same classes).")
+    @Option(help: "Teacher weights (safetensors or a PyTorch .pth checkpoint, timm names, trained on the same classes; `usi teacher` makes them from pretrained weights).")
     var teacherWeights: String?
     @Option(help: "Precision of the teacher's GEMM inputs, fp32 or bf16 (FP32 accumulation). Default: bf16 on CPUs with AVX512-BF16, fp32 elsewhere.")
     var teacherPrecision: InferencePrecision = .teacherDefault
@@ -160,7 +160,17 @@ struct Train: ParsableCommand {
                                                  classes: metadata.classes ?? student.classes,
                                                  inputSize: metadata.inputSize ?? inputSize).model
             } catch let error as StateDictError {
+                // A classifier of another size is a teacher for other classes: say how to make one for these.
+                let fileClasses = Set(error.report.mismatched.compactMap { $0.module.first == student.classes ? $0.file.first : nil })
+                if let teacher, fileClasses.count == 1, error.report.mismatched.allSatisfy({ $0.module.first == student.classes }) {
+                    throw teacherClassMismatch(data: data, architecture: teacher, weights: teacherWeights,
+                                               teacherClasses: fileClasses.first!, dataClasses: student.classes)
+                }
                 throw ValidationError("teacher weights \(teacherWeights) do not fit \(teacher ?? "the named architecture"): \(error.report)")
+            }
+            if teacherModel.config.classes != student.classes {
+                throw teacherClassMismatch(data: data, architecture: teacherModel.config.architecture, weights: teacherWeights,
+                                           teacherClasses: teacherModel.config.classes, dataClasses: student.classes)
             }
             return try Distiller(teacher: teacherModel, student: student, precision: teacherPrecision)
         }
