@@ -22,9 +22,8 @@ public final class Distiller {
     public let studentConfig: BackboneConfig
     /// The precision of the teacher's GEMM inputs (FP32 accumulation either way).
     public let precision: InferencePrecision
-    /// Whether the teacher's 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) where it pays
-    /// (see ``USICore/Module/prepareForInference(precision:winograd:)``).
-    public let winograd: Bool
+    /// How the teacher computes its convolutions (see ``ConvolutionForm``).
+    public let convolutions: ConvolutionForm
 
     /// Wraps `teacher` for students configured as `student`, freezing it, switching it to eval
     /// mode, folding its BatchNorms and packing its weights once for `precision` (`.float32`
@@ -33,12 +32,13 @@ public final class Distiller {
     /// the teacher's input (channels other than 1 ↔ 3, or a class count that differs), or when
     /// the CPU cannot run `precision`.
     ///
-    /// `winograd` (the default) runs the teacher's 3×3 stride-1 convolutions as Winograd
-    /// F(2×2, 3×3) where it pays, 1.4–2× faster than the direct form and within about 1e-6
-    /// relative of it in FP32; pass `false` for logits that equal the unprepared teacher's bits
-    /// at `.float32`.
+    /// `convolutions: .fastest` (the default) runs the teacher's 3×3 stride-1 convolutions as
+    /// Winograd F(2×2, 3×3) where it pays, 1.4–2× faster than the direct form, and skips the
+    /// products with padding on its last, smallest maps; within about 1e-6 relative of the
+    /// direct form in FP32. Pass `.direct` for logits that equal the unprepared teacher's bits at
+    /// `.float32`.
     public init(teacher: any Backbone, student: BackboneConfig,
-                precision: InferencePrecision = .teacherDefault, winograd: Bool = true) throws {
+                precision: InferencePrecision = .teacherDefault, convolutions: ConvolutionForm = .fastest) throws {
         let t = teacher.config
         let adaptable = student.inputChannels == t.inputChannels || student.inputChannels == 1 || t.inputChannels == 1
         guard adaptable else {
@@ -55,12 +55,12 @@ public final class Distiller {
         self.teacher = teacher
         self.studentConfig = student
         self.precision = precision
-        self.winograd = winograd
+        self.convolutions = convolutions
         teacher.eval()
         teacher.freeze()
         (teacher as? BatchNormFoldable)?.foldBatchNorms()
         // After folding: the packed copy must hold the final weights.
-        teacher.prepareForInference(precision: precision, winograd: winograd)
+        teacher.prepareForInference(precision: precision, convolutions: convolutions)
     }
 
     /// The teacher's logits for a student batch `[N, H, W, C]` (normalised as the student's).

@@ -11,6 +11,7 @@ struct Bench: ParsableCommand {
 }
 
 extension InferencePrecision: ExpressibleByArgument {}
+extension ConvolutionForm: ExpressibleByArgument {}
 
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -89,13 +90,11 @@ struct BenchModels: ParsableCommand {
     var train = false
     @Option(help: "Inference GEMM inputs: fp32 or bf16 (FP32 accumulation; bf16 needs AVX512-BF16). The folded model is prepared for it, as a frozen teacher is.")
     var precision: InferencePrecision = .float32
-    @Option(help: "3×3 stride-1 convolutions at inference: direct, or winograd (F(2×2, 3×3), as a frozen teacher runs them).")
+    @Option(help: "Convolutions at inference: direct, or fastest (Winograd F(2×2, 3×3) and no products with padding, as a frozen teacher runs them).")
     var convolutions: ConvolutionForm = .direct
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var threadOptions: ThreadOptions
-
-    enum ConvolutionForm: String, ExpressibleByArgument, Codable { case direct, winograd }
 
     func validate() throws {
         guard precision.isSupported else {
@@ -154,13 +153,13 @@ struct BenchModels: ParsableCommand {
             }
             model.eval()
             (model as? BatchNormFoldable)?.foldBatchNorms()
-            model.prepareForInference(precision: precision, winograd: convolutions == .winograd)
+            model.prepareForInference(precision: precision, convolutions: convolutions)
             let seconds = KernelBenchmark.medianSeconds(minimumRuns: 3, minimumSeconds: 1) { _ = withoutGradients { model(x) } }
             rows.append(Row(name: name, batch: batch, inputSize: c.inputSize, inferImagesPerSecond: Double(batch) / seconds,
                             trainImagesPerSecond: trainRate))
         }
         if json { try printJSON(Report(threads: Threading.threadCount, precision: precision.rawValue, convolutions: convolutions, models: rows)); return }
-        print("threads \(Threading.threadCount)   inference precision \(precision.rawValue)   3×3 convolutions \(convolutions.rawValue)")
+        print("threads \(Threading.threadCount)   inference precision \(precision.rawValue)   convolutions \(convolutions.rawValue)")
         print("model".rightPadded(26) + "batch".leftPadded(6) + "size".leftPadded(6) + "infer img/s".leftPadded(13) + "train img/s".leftPadded(13))
         for r in rows {
             print(r.name.rightPadded(26) + String(r.batch).leftPadded(6) + String(r.inputSize).leftPadded(6)

@@ -104,25 +104,37 @@ struct WinogradTests {
         }
     }
 
-    /// A prepared Conv2d takes the Winograd form where the input size lets it and the direct
-    /// packed form elsewhere; unprepared, or prepared without it, it is the direct form to the bit.
+    /// A prepared Conv2d takes the Winograd form where the input size lets it, only the taps
+    /// that reach the input where one output pixel's window holds all of it, and the direct
+    /// packed form elsewhere; prepared in the direct form it is the unprepared layer to the bit.
     @Test(.enabled(if: hasPackedFP32)) func preparedLayersChooseByInputSize() throws {
         let conv = Initialization.withSeed(3) {
             Conv2d(inputChannels: 32, outputChannels: 48, kernelSize: 3, padding: .same)
         }
-        let big = Tensor(shape: [2, 8, 8, 32], values: randomFloats(2 * 8 * 8 * 32, seed: 12))
-        let small = Tensor(shape: [2, 1, 1, 32], values: randomFloats(2 * 32, seed: 13))
-        let (wantBig, wantSmall) = withoutGradients { (conv(big), conv(small)) }
-        conv.prepareForInference(precision: .float32)
-        #expect(withoutGradients { conv(big) }.toArray() == wantBig.toArray())
-        conv.prepareForInference(precision: .float32, winograd: true)
-        #expect(conv.winogradWeights != nil)
-        let gotBig = withoutGradients { conv(big) }.toArray(), gotSmall = withoutGradients { conv(small) }.toArray()
-        #expect(gotBig != wantBig.toArray(), "8×8 should take the Winograd form, whose rounding differs")
-        let scale = Double(wantBig.toArray().map { abs($0) }.max()!)
-        #expect(zip(gotBig, wantBig.toArray()).allSatisfy { abs(Double($0) - Double($1)) <= 2e-5 * scale })
-        #expect(gotSmall == wantSmall.toArray(), "1×1 declines: the direct packed form, exactly")
+        let strided = Initialization.withSeed(4) {
+            Conv2d(inputChannels: 32, outputChannels: 40, kernelSize: 3, stride: 2, padding: .symmetric(1))
+        }
+        let inputs = [(conv, [2, 8, 8, 32]), (conv, [2, 1, 1, 32]), (conv, [2, 3, 3, 32]),
+                      (strided, [3, 2, 2, 32]), (strided, [3, 6, 6, 32])]
+        var seed: UInt64 = 12
+        let cases = inputs.map { layer, shape in
+            seed += 1
+            let x = Tensor(shape: shape, values: randomFloats(shape.reduce(1, *), seed: seed))
+            return (layer, x, withoutGradients { layer(x) }.toArray())
+        }
+        for layer in [conv, strided] { layer.prepareForInference(precision: .float32) }
+        for (layer, x, want) in cases { #expect(withoutGradients { layer(x) }.toArray() == want, "direct \(x.shape)") }
+        for layer in [conv, strided] { layer.prepareForInference(precision: .float32, convolutions: .fastest) }
+        #expect(conv.winogradWeights != nil && strided.winogradWeights == nil)
+        // 8×8 (Winograd), 1×1 and 2×2-stride-2 (whole-input taps) change the rounding; a 3×3
+        // output (neither: the direct packed form) and the 6×6 strided input keep the bits.
+        for ((layer, x, want), changes) in zip(cases, [true, true, false, true, false]) {
+            let got = withoutGradients { layer(x) }.toArray()
+            let scale = Double(want.map { abs($0) }.max()!)
+            #expect(zip(got, want).allSatisfy { abs(Double($0) - Double($1)) <= 2e-5 * scale }, "fastest \(x.shape)")
+            #expect((got != want) == changes, "fastest \(x.shape): expected \(changes ? "another" : "the direct") rounding")
+        }
         conv.removeInferencePreparation()
-        #expect(conv.winogradWeights == nil)
+        #expect(conv.winogradWeights == nil && conv.wholeInputTaps == nil)
     }
 }

@@ -79,7 +79,7 @@ struct DistillerPrecisionTests {
         let loader = try recipe.makeTrainingLoader(data: data, student: student.config, config: config)
         let batches = loader.batches(epoch: 0)
         // The exact FP32 teacher against the default BF16 one (Winograd included).
-        let fp32 = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, winograd: false)
+        let fp32 = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, convolutions: .direct)
         let bf16 = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .bfloat16)
         var worst = 0.0
         for _ in 0..<4 {
@@ -101,21 +101,21 @@ struct DistillerPrecisionTests {
         #expect(distiller.precision == (InferencePrecision.bfloat16.isSupported ? .bfloat16 : .float32))
     }
 
-    @Test("an FP32 teacher prepared by the Distiller without Winograd gives exactly the unprepared logits; with it, within 2e-5")
+    @Test("an FP32 teacher prepared by the Distiller in the direct form gives exactly the unprepared logits; in the fastest, within 2e-5")
     func fp32Exact() throws {
         let student = try EmbeddedDefault.student()
         var g = RandomGenerator(seed: 2)
         let x = Tensor(shape: [8, 32, 32, 1], values: (0..<(8 * 32 * 32)).map { _ in g.nextFloat() * 2 - 1 })
-        let exact = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, winograd: false)
+        let exact = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, convolutions: .direct)
         #expect(exact.precision == .float32)
-        let unprepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, winograd: false)
+        let unprepared = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32, convolutions: .direct)
         unprepared.teacher.removeInferencePreparation()
         let logits = exact.logits(for: x)
         let reference = unprepared.logits(for: x).toArray()
         #expect(logits.shape == [8, 10])
         #expect(logits.toArray() == reference)
         let fast = try Distiller(teacher: EmbeddedDefault.teacher(), student: student.config, precision: .float32)
-        #expect(fast.winograd)
+        #expect(fast.convolutions == .fastest)
         let scale = Double(reference.map { abs($0) }.max()!)
         let worst = zip(fast.logits(for: x).toArray(), reference).map { abs(Double($0) - Double($1)) }.max()!
         print("FP32 Winograd teacher vs direct: max |diff| \(worst) of \(scale)")

@@ -13,10 +13,12 @@ public final class Conv2d: Module, UnaryLayer {
     public let dilation: (Int, Int)
     /// Channel groups (`groups == in == out` is a depthwise convolution).
     public let groups: Int
-    /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
+    /// The weight packed for inference (see ``Module/prepareForInference(precision:convolutions:)``).
     var packedWeights: PackedWeights?
     /// The weight transformed for Winograd F(2×2, 3×3) at inference, where it was asked for.
     var winogradWeights: WinogradWeights?
+    /// The taps of single-pixel outputs over small inputs, where the fastest form was asked for.
+    var wholeInputTaps: WholeInputTaps?
 
     /// Creates the layer with PyTorch's default initialisation.
     public init(inputChannels: Int, outputChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),

@@ -1,4 +1,5 @@
 import CUSIKernels
+import Synchronization
 
 /// The precision of a frozen layer's GEMM inputs at inference. Accumulation is FP32 either way.
 public enum InferencePrecision: String, Sendable, CaseIterable, Codable {
@@ -19,6 +20,18 @@ public enum InferencePrecision: String, Sendable, CaseIterable, Codable {
     /// weights need AVX-512, BF16 needs AVX512-BF16. Where it does not, preparation leaves a
     /// layer unprepared and it keeps its FP32 path.
     public var isSupported: Bool { usi_precision_supported(kernelPrecision) != 0 }
+}
+
+/// How a module prepared for inference may compute its convolutions.
+public enum ConvolutionForm: String, Sendable, CaseIterable, Codable {
+    /// The direct form: a layer prepared at `.float32` gives the unprepared layer's bits.
+    case direct
+    /// The fewest multiplies: 3×3 stride-1 layers as Winograd F(2×2, 3×3) where the input size
+    /// makes it pay, and, where a single output pixel's window covers the whole input (the
+    /// 1×1 and 2×2 maps at the end of a CNN on small images), only the taps that reach the
+    /// input instead of products with padding. The rounding differs from the direct form's:
+    /// within about 1e-6 relative in FP32.
+    case fastest
 }
 
 /// A layer's weight converted (FP32 or BF16) and packed once for its forward GEMMs.
@@ -66,6 +79,42 @@ public final class WinogradWeights: @unchecked Sendable {
     deinit { usi_winograd_free(handle) }
 }
 
+/// Packed copies of the taps that a single output pixel reads when the whole input lies inside
+/// its window, one per input size met: the convolution is then one GEMM of the input viewed as
+/// `[N, H·W·C]` by those taps, with none of the direct form's products with padding (a 3×3
+/// convolution of a 1×1 map reads 1 tap of 9).
+final class WholeInputTaps: Sendable {
+    private let weight: Tensor
+    private let precision: InferencePrecision
+    private let packed = Mutex<[Int: PackedWeights]>([:])
+
+    init(_ weight: Tensor, precision: InferencePrecision) {
+        self.weight = weight.copy()
+        self.precision = precision
+    }
+
+    /// The packed taps for an input of `h × w` starting at kernel row `top`, column `left`.
+    func taps(h: Int, w: Int, top: Int, left: Int) -> PackedWeights? {
+        let (oc, kh, kw, c) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        let key = ((h * 64 + w) * 64 + top) * 64 + left
+        return packed.withLock { cache in
+            if let hit = cache[key] { return hit }
+            let sub = Tensor(uninitializedShape: [oc, h, w, c])
+            withExtendedLifetime((weight, sub)) {
+                for o in 0..<oc {
+                    for r in 0..<h {
+                        (sub.pointer + ((o * h + r) * w) * c).update(from: weight.pointer + ((o * kh + top + r) * kw + left) * c,
+                                                                      count: w * c)
+                    }
+                }
+            }
+            let made = PackedWeights(sub, rows: oc, precision: precision)
+            cache[key] = made
+            return made
+        }
+    }
+}
+
 /// Whether a forward pass over these tensors may take a prepared path: nothing would be
 /// recorded for a backward pass (prepared weights carry no gradients).
 @inline(__always)
@@ -88,13 +137,22 @@ extension Conv2d {
         var s = windowShape(input: x.shape, outChannels: outputChannels, kernel: (weight.shape[1], weight.shape[2]),
                             stride: stride, padding: padding, dilation: dilation, groups: 1, op: "conv2d")
         let out = Tensor(uninitializedShape: [x.shape[0], Int(s.OH), Int(s.OW), outputChannels])
+        let (h, w, top, left) = (Int(s.H), Int(s.W), Int(s.PT), Int(s.PL))
+        let wholeInput = s.OH == 1 && s.OW == 1 && dilation == (1, 1) && top >= 0 && left >= 0
+            && top + h <= Int(s.KH) && left + w <= Int(s.KW) && h * w < Int(s.KH * s.KW)
         let done = withExtendedLifetime((x, bias, packed, winogradWeights)) {
-            // The Winograd form where it applies to this input's size, the direct one otherwise.
-            if let winogradWeights, usi_conv2d_forward_winograd(out.pointer, x.pointer, winogradWeights.handle,
-                                                                bias.map { UnsafePointer($0.pointer) }, &s) != 0 {
+            let b = bias.map { UnsafePointer($0.pointer) }
+            // One output pixel whose window holds the whole input: only the taps that reach it.
+            if wholeInput, let taps = wholeInputTaps?.taps(h: h, w: w, top: top, left: left),
+               withExtendedLifetime(taps, { usi_gemm_packed_weights(s.N, x.pointer, Int32(h * w * inputChannels), taps.handle,
+                                                                    out.pointer, Int32(outputChannels), b) }) != 0 {
                 return Int32(1)
             }
-            return usi_conv2d_forward_packed(out.pointer, x.pointer, packed.handle, bias.map { UnsafePointer($0.pointer) }, &s)
+            // The Winograd form where it applies to this input's size, the direct one otherwise.
+            if let winogradWeights, usi_conv2d_forward_winograd(out.pointer, x.pointer, winogradWeights.handle, b, &s) != 0 {
+                return Int32(1)
+            }
+            return usi_conv2d_forward_packed(out.pointer, x.pointer, packed.handle, b, &s)
         }
         guard done != 0 else { return nil }
         FlopCounter.add(multiplyAdds: out.count * weight.count / outputChannels)
@@ -131,21 +189,22 @@ extension Module {
     /// layers stay unprepared and compute in FP32; a prepared layer run on a thread whose
     /// level is capped below it (`usi_cpu_cap_thread`) also falls back to FP32.
     ///
-    /// - Parameter winograd: 3×3 stride-1 convolutions also get their weights transformed for
-    ///   Winograd F(2×2, 3×3) and use it wherever the input size makes it pay (at least 16
-    ///   channels in and out, outputs of 2×2 and up): 2.25× fewer multiplies than the direct form,
-    ///   results within about 1e-6 relative of it in FP32 (the rounding differs, so `.float32` is
-    ///   then no longer bit-identical to the unprepared layer). The teacher of a ``Distiller``
-    ///   uses it; evaluation does not.
+    /// - Parameter convolutions: `.fastest` also transforms 3×3 stride-1 weights for Winograd
+    ///   F(2×2, 3×3), used wherever the input size makes it pay (at least 16 channels in and out,
+    ///   outputs of 2×2 and up: 2.25× fewer multiplies), and skips the products with padding of
+    ///   a single output pixel whose window holds the whole input; results are within about 1e-6
+    ///   relative of the direct form in FP32, but no longer its bits (see ``ConvolutionForm``).
+    ///   The teacher of a `Distiller` uses it; evaluation does not.
     /// - Returns: how many layers were prepared.
     @discardableResult
-    public func prepareForInference(precision: InferencePrecision, winograd: Bool = false) -> Int {
+    public func prepareForInference(precision: InferencePrecision, convolutions: ConvolutionForm = .direct) -> Int {
         var prepared = 0
         for (_, module) in namedModules() {
             if let conv = module as? Conv2d {
                 conv.packedWeights = conv.groups == 1 ? PackedWeights(conv.weight, rows: conv.outputChannels, precision: precision) : nil
-                conv.winogradWeights = winograd && conv.packedWeights != nil && conv.admitsWinograd
-                    ? WinogradWeights(conv.weight, precision: precision) : nil
+                let fastest = convolutions == .fastest && conv.packedWeights != nil
+                conv.winogradWeights = fastest && conv.admitsWinograd ? WinogradWeights(conv.weight, precision: precision) : nil
+                conv.wholeInputTaps = fastest ? WholeInputTaps(conv.weight, precision: precision) : nil
                 if conv.packedWeights != nil { prepared += 1 }
             } else if let linear = module as? Linear {
                 linear.packedWeights = PackedWeights(linear.weight, rows: linear.outputFeatures, precision: precision)
@@ -160,6 +219,7 @@ extension Module {
         for (_, module) in namedModules() {
             (module as? Conv2d)?.packedWeights = nil
             (module as? Conv2d)?.winogradWeights = nil
+            (module as? Conv2d)?.wholeInputTaps = nil
             (module as? Linear)?.packedWeights = nil
         }
     }

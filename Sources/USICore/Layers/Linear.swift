@@ -5,7 +5,7 @@ public final class Linear: Module, UnaryLayer {
     @Parameter public private(set) var weight: Tensor
     /// `[out]` or `nil`.
     @Parameter public private(set) var bias: Tensor?
-    /// The weight packed for inference (see ``Module/prepareForInference(precision:)``).
+    /// The weight packed for inference (see ``Module/prepareForInference(precision:convolutions:)``).
     var packedWeights: PackedWeights?
 
     /// Creates the layer with PyTorch's default initialisation.
