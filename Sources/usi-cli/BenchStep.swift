@@ -20,6 +20,8 @@ struct BenchStep: ParsableCommand {
     var noKd = false
     @Option(help: "Teacher precision, fp32 or bf16 (default: bf16 where the CPU has AVX512-BF16).")
     var teacherPrecision: InferencePrecision = .teacherDefault
+    @Option(help: "Teacher convolutions: fastest (Winograd, no products with padding; the default, as usi train) or direct.")
+    var teacherConvolutions: ConvolutionForm = .fastest
     @Option(help: "Images per step.")
     var batch = EmbeddedDefault.batchSize
     @Option(help: "Student input side.")
@@ -38,13 +40,14 @@ struct BenchStep: ParsableCommand {
         if !noKd {
             let teacherModel = try teacher.map { try Models.create($0, classes: 10, inputChannels: 3, inputSize: inputSize) }
                 ?? EmbeddedDefault.teacher()
-            distiller = try Distiller(teacher: teacherModel, student: student.config, precision: teacherPrecision)
+            distiller = try Distiller(teacher: teacherModel, student: student.config, precision: teacherPrecision,
+                                      convolutions: teacherConvolutions)
         }
         let report = try StepBenchmark.run(student: student, distiller: distiller, data: data,
                                            config: .usi(epochs: EmbeddedDefault.epochs, batchSize: batch), rounds: rounds)
         if json { try printJSON(report); return }
         func ms(_ s: Double?) -> String { s.map { format($0 * 1000, digits: 1) + " ms" } ?? "–" }
-        print("\(report.student) ← \(report.teacher.map { "\($0) (\(teacherPrecision.rawValue))" } ?? "no teacher"), batch \(report.batch), \(report.inputSize) px, threads \(report.threads), median of \(report.rounds)")
+        print("\(report.student) ← \(report.teacher.map { "\($0) (\(teacherPrecision.rawValue), \(teacherConvolutions.rawValue))" } ?? "no teacher"), batch \(report.batch), \(report.inputSize) px, threads \(report.threads), median of \(report.rounds)")
         print("teacher forward          \(ms(report.teacherSeconds).leftPadded(10))")
         print("student forward+backward \(ms(report.studentSeconds).leftPadded(10))")
         print("AdamW + EMA              \(ms(report.optimizerSeconds).leftPadded(10))")
