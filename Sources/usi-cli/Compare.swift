@@ -162,7 +162,7 @@ struct Compare: ParsableCommand {
             }
             let accuracy = "top-1 \(format(row.top1, digits: 2)) %" + (row.isEMA ? " (EMA)" : "")
             let timing = "\(format(row.imagesPerSecond, digits: 0)) img/s at batch 64, \(format(row.latencyMilliseconds, digits: 2)) ms at batch 1"
-            print("\(spec): \(accuracy), \(timing), \(format(row.gflops, digits: 3)) GFLOPs, teacher logits \(row.teacherLogits)")
+            print("\(spec): \(accuracy), \(timing), \(format(row.gflops, digits: 4)) GFLOPs, teacher logits \(row.teacherLogits)")
             report.teacher = distiller?.teacher.config.architecture
             report.teacherTop1 = fitted.teacherTop1 ?? report.teacherTop1
             report.rows.append(row)
@@ -186,7 +186,7 @@ struct Compare: ParsableCommand {
         for r in report.rows {
             print(r.model.rightPadded(26) + String(r.inputSize).leftPadded(5) + format(r.top1, digits: 2).leftPadded(8)
                   + format(r.imagesPerSecond, digits: 0).leftPadded(9) + format(r.latencyMilliseconds, digits: 2).leftPadded(8)
-                  + format(r.gflops, digits: 3).leftPadded(9) + format(r.trainingMinutes, digits: 1).leftPadded(7)
+                  + format(r.gflops, digits: 4).leftPadded(9) + format(r.trainingMinutes, digits: 1).leftPadded(7)
                   + (r.onParetoFront ? "  ●" : ""))
         }
         print("Pareto front: " + report.paretoFront.map(\.model).joined(separator: " → "))

@@ -18,13 +18,13 @@ public struct ComparisonPage {
             rows += "<tr\(r.onParetoFront ? " class=\"front\"" : "")><td class=\"name\">\(escape(r.model))</td><td>\(r.inputSize)</td>"
                 + "<td>\(f(r.top1, 2))</td><td>\(f(r.top5, 2))</td><td>\(r.isEMA ? "EMA" : "model")</td>"
                 + "<td>\(f(r.imagesPerSecond, 0))</td><td>\(f(r.latencyMilliseconds, 2))</td>"
-                + "<td>\(f(Double(r.parameters) / 1e6, 2))</td><td>\(f(r.gflops, 3))</td><td>\(f(r.trainingMinutes, 1))</td>"
+                + "<td>\(f(Double(r.parameters) / 1e6, 2))</td><td>\(gflops(r.gflops))</td><td>\(f(r.trainingMinutes, 1))</td>"
                 + "<td>\(r.onParetoFront ? "●" : "")</td></tr>\n"
         }
         let s = report.speed
         let sharing = report.teacherLogits.map { t in
             "The teacher ran once for the comparison: \(t.batchesStored) batches came from the stored logits, \(t.batchesLive) from the live teacher"
-                + " (its share of a live model's training: \(f(t.teacherShare * 100, 0)) %, about \(f(t.secondsSaved / 60, 1)) teacher minutes saved)."
+                + " (its share of a live model's training: \(f(t.teacherShare * 100, 0)) %, about \(duration(t.secondsSaved)) of teacher time saved)."
         } ?? ""
         return """
         <!doctype html>
@@ -37,7 +37,7 @@ public struct ComparisonPage {
         </style></head><body>
         <h1>Speed–accuracy comparison on \(escape(report.data))</h1>
         <p class="summary">\(report.rows.count) of \(report.models.count) models trained with the same USI command
-        (\(report.epochs) epochs, batch \(report.batchSize), seed \(report.seed)\(report.teacher.map { ", teacher \(escape($0))" } ?? ", no teacher")\(report.teacherTop1.map { " at \(f($0, 2)) % top-1" } ?? "")).
+        (\(report.epochs) epoch\(report.epochs == 1 ? "" : "s"), batch \(report.batchSize), seed \(report.seed)\(report.teacher.map { ", teacher \(escape($0))" } ?? ", no teacher")\(report.teacherTop1.map { " at \(f($0, 2)) % top-1" } ?? "")).
         Pareto front, fastest first: <b>\(front.map { escape($0.model) }.joined(separator: " → "))</b>.</p>
         \(chart(front: front))
         <h2>Models</h2>
@@ -96,7 +96,9 @@ public struct ComparisonPage {
             let px = x(p.imagesPerSecond), py = y(p.top1)
             let colour = p.onParetoFront ? "#d62728" : "#1f77b4"
             svg += "<circle cx=\"\(r(px))\" cy=\"\(r(py))\" r=\"\(p.onParetoFront ? 6 : 5)\" fill=\"\(colour)\"><title>\(escape(p.model)): \(f(p.top1, 2)) %, \(f(p.imagesPerSecond, 0)) img/s</title></circle>"
-            svg += "<text x=\"\(r(px + 9))\" y=\"\(r(py - 7))\" fill=\"\(p.onParetoFront ? "#222" : "#555")\"\(p.onParetoFront ? " font-weight=\"bold\"" : "")>\(escape(p.model))</text>\n"
+            // Labels of points near the right edge go to their left, inside the plot.
+            let leftward = px > left + 0.7 * (width - left - right)
+            svg += "<text x=\"\(r(leftward ? px - 9 : px + 9))\" y=\"\(r(py - 7))\"\(leftward ? " text-anchor=\"end\"" : "") fill=\"\(p.onParetoFront ? "#222" : "#555")\"\(p.onParetoFront ? " font-weight=\"bold\"" : "")>\(escape(p.model))</text>\n"
         }
         svg += "<g transform=\"translate(\(r(width - right + 14)) \(r(top + 10)))\"><circle cx=\"5\" cy=\"0\" r=\"6\" fill=\"#d62728\"/><text x=\"16\" y=\"4\">Pareto front</text>"
         svg += "<circle cx=\"5\" cy=\"22\" r=\"5\" fill=\"#1f77b4\"/><text x=\"16\" y=\"26\">dominated</text></g>\n"
@@ -123,6 +125,9 @@ public struct ComparisonPage {
     }
 
     private func tickDigits(_ low: Double, _ high: Double) -> Int { high - low < 2 ? 2 : high - low < 10 ? 1 : 0 }
+    /// Three significant digits at least (32-px models have GFLOPs of order 0.001).
+    private func gflops(_ v: Double) -> String { v >= 1 ? f(v, 2) : v >= 0.01 ? f(v, 3) : f(v, 4) }
+    private func duration(_ seconds: Double) -> String { seconds < 120 ? "\(f(seconds, 0)) s" : "\(f(seconds / 60, 1)) min" }
     private func r(_ v: Double) -> String { String(format: "%.1f", v) }
     private func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
     private func escape(_ s: String) -> String {
