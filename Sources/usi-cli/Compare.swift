@@ -12,8 +12,8 @@ struct Compare: ParsableCommand {
         seed, epochs and data. The teacher's logits on the shared batches are computed once and stored in \
         OUTPUT/teacher-logits/; later students read them back (a model with its own input size, NAME@SIZE, gets the \
         live teacher). Then every model is timed: inference images/s at batch 64 and ms/image at batch 1 (median, \
-        BatchNorm folded). Writes OUTPUT/compare.json, compare.csv and compare.html (top-1 against images/s, the \
-        Pareto front). --resume keeps the finished models and continues the unfinished one exactly.
+        BatchNorm folded). Writes OUTPUT/compare.json, compare.csv, compare.html (top-1 against images/s, the \
+        Pareto front, the table) and compare.svg (the chart alone). --resume keeps the finished models and continues the unfinished one exactly.
         """)
 
     @Argument(help: "Image folder (train/ and val/), or omit for the embedded Fashion-MNIST default.")

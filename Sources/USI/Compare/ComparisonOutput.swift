@@ -34,12 +34,14 @@ public final class ComparisonOutput {
         return try ComparisonReport.read(reportURL)
     }
 
-    /// Writes `compare.json`, `compare.csv` and `compare.html` (each atomically).
+    /// Writes `compare.json`, `compare.csv`, `compare.html` and `compare.svg` (the page's
+    /// chart alone, for documents that embed it), each atomically.
     public func write(_ report: ComparisonReport) throws {
         let files: [(String, Data)] = [
             ("compare.json", try report.json()),
             ("compare.csv", Data(report.csv().utf8)),
             ("compare.html", Data(ComparisonPage(report: report).html().utf8)),
+            ("compare.svg", Data(ComparisonPage(report: report).svg().utf8)),
         ]
         for (name, data) in files {
             let url = directory.appendingPathComponent(name)

@@ -38,7 +38,7 @@ public struct ComparisonRow: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case model, architecture, inputSize = "input_size", top1, top5, isEMA = "ema", bestEpoch = "best_epoch"
-        case imagesPerSecond = "images_per_second", latencyMilliseconds = "ms_per_image_batch1", parameters, gflops
+        case imagesPerSecond = "images_per_second", latencyMilliseconds = "ms_per_image_batch1", parameters = "params", gflops
         case trainingMinutes = "training_minutes", teacherLogits = "teacher_logits", onParetoFront = "pareto"
         case batchesStored = "batches_stored", batchesLive = "batches_live", teacherSeconds = "teacher_seconds"
     }
