@@ -192,7 +192,7 @@ struct Compare: ParsableCommand {
         print("Pareto front: " + report.paretoFront.map(\.model).joined(separator: " → "))
         if let t = report.teacherLogits {
             print("teacher logits: \(t.batchesStored) batches stored, \(t.batchesLive) live; teacher share of a live model's training "
-                  + "\(format(t.teacherShare * 100, digits: 0)) %, \(format(t.secondsSaved / 60, digits: 1)) teacher minutes saved")
+                  + "\(format(t.teacherShare * 100, digits: 0)) %, \(format(t.secondsSaved, digits: 0)) s of teacher time saved")
         }
         print("report: \(directory.directory.appendingPathComponent("compare.html").path)")
     }
