@@ -71,8 +71,8 @@ public final class TeacherLogitsStore: TeacherLogitsSource {
         guard classes >= 1, classes <= Int(UInt16.max) + 1 else {
             throw TrainingError.invalidConfiguration("a teacher-logits store holds 1 to 65536 classes, not \(classes)")
         }
+        guard (topK ?? 1) >= 1 else { throw TrainingError.invalidConfiguration("--logits-top-k must be at least 1, not \(topK!)") }
         let k = classes <= Self.allLogitsClassLimit ? 0 : min(topK ?? Self.defaultTopK, classes)
-        guard k >= 0 else { throw TrainingError.invalidConfiguration("--logits-top-k must be at least 1") }
         self.key = key
         self.classes = classes
         self.topK = k
