@@ -43,6 +43,10 @@ public final class USITrainer: @unchecked Sendable {
     /// ImageNet-sized epochs, which take hours on a CPU.
     public var checkpointInterval: Duration? = .seconds(30 * 60)
 
+    /// Where the teacher's logits come from when not from the live teacher: a store of an
+    /// earlier student's pass over the same batches (``TeacherLogitsStore``); nil = live.
+    public var teacherLogitsSource: (any TeacherLogitsSource)?
+
     private let cancelled = Atomic<Bool>(false)
 
     /// The processes of a data-parallel run (one by default). Every rank runs `fit()`; each
@@ -171,9 +175,11 @@ public final class USITrainer: @unchecked Sendable {
         emit(.started(epoch: startEpoch, totalEpochs: totalEpochs, stepsPerEpoch: stepsPerEpoch, recipe: recipe))
         var teacherTop1: Double?
         if let distiller {
-            let result = try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
-                                                cropFraction: data.evaluationCropFraction, communicator: communicator) { x in
-                distiller.logits(for: x)
+            let result = try teacherEvaluation {
+                try Evaluator.evaluate(student, on: data.validation, workers: config.workers,
+                                       cropFraction: data.evaluationCropFraction, communicator: communicator) { x in
+                    distiller.logits(for: x)
+                }
             }
             teacherTop1 = result.top1
             logger.info("teacher \(distiller.teacher.config.architecture): top-1 \(String(format: "%.2f", result.top1)) %")
@@ -204,7 +210,7 @@ public final class USITrainer: @unchecked Sendable {
                 if cancelled.load(ordering: .relaxed) { throw TrainingError.cancelled }
                 let result: TrainingStepResult
                 do {
-                    result = try step(shardBatches, step: epoch * stepsPerEpoch + stepInEpoch)
+                    result = try trainingStep(shardBatches, step: epoch * stepsPerEpoch + stepInEpoch)
                 } catch TrainingError.nonFiniteLoss {
                     let checkpoint = output.map(\.lastCheckpointURL.path).flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
                     logger.error("loss became NaN/Inf at epoch \(epoch), step \(stepInEpoch)")

@@ -14,7 +14,7 @@ struct USICommand: ParsableCommand {
         The library logs through swift-log to standard error: warnings and errors by default, more with \
         USI_LOG_LEVEL=info (or debug, trace).
         """,
-        subcommands: [Train.self, Teacher.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self,
+        subcommands: [Train.self, Teacher.self, Compare.self, Evaluate.self, Predict.self, ListModels.self, Forward.self, Convert.self, Bench.self,
                       CommunicatorCheck.self])
 
     /// Installs the log handler before any command runs: the library only creates loggers.
