@@ -126,12 +126,14 @@ struct Compare: ParsableCommand {
             var store: TeacherLogitsStore?
             if let distiller, let teacherChecksum, !liveTeacher {
                 let key = try TeacherLogitsKey(teacher: distiller.teacher.config, teacherWeights: teacherChecksum,
-                                               precision: distiller.precision, config: config, recipe: trainer.recipe,
+                                               precision: distiller.precision, convolutions: distiller.convolutions,
+                                               config: config, recipe: trainer.recipe,
                                                student: student.config, data: trainingData)
                 let opened = try TeacherLogitsStore(directory: directory.storeDirectory, key: key, classes: classes,
                                                     topK: logitsTopK, byteLimit: Int(logitsStoreGib * Double(1 << 30)))
                 opened.evaluationKey = TeacherEvaluationKey(teacher: distiller.teacher.config, teacherWeights: teacherChecksum,
-                                                            precision: distiller.precision, student: student.config,
+                                                            precision: distiller.precision, convolutions: distiller.convolutions,
+                                                            student: student.config,
                                                             data: trainingData)
                 print(opened.count > 0 ? "teacher logits: \(opened.count) stored batches in \(opened.url.lastPathComponent)"
                                        : "teacher logits: live for this model, stored in \(opened.url.lastPathComponent) for the next")

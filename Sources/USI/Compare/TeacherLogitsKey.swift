@@ -6,7 +6,7 @@ import Foundation
 /// The batches are a function of (seed, epoch, position) given the data, the recipe's
 /// transforms and mixing, the batch size and the shards; the distiller maps the student's
 /// images (its size, channels and normalisation) to the teacher's input; and the teacher is
-/// its architecture, its weights (by checksum) and the precision of its arithmetic. Students
+/// its architecture, its weights (by checksum) and the precision and form of its arithmetic. Students
 /// of a comparison share all of it except the architecture — and the input size, when one
 /// carries its own (`levit_128s@64`), which gives it another key and so the live teacher.
 /// Each stored batch also records a checksum of its images, which a read verifies.
@@ -15,7 +15,7 @@ public struct TeacherLogitsKey: Codable, Hashable, Sendable {
     public var teacher: String
     /// CRC-32 of the teacher's weights file (hex), or any string that identifies the weights.
     public var teacherWeights: String
-    /// `fp32` or `bf16`.
+    /// `fp32` or `bf16`, then the form of its convolutions (`fastest` or `direct`).
     public var teacherPrecision: String
     /// The training configuration (seed, epochs, batch size, …) as JSON.
     public var config: String
@@ -29,15 +29,17 @@ public struct TeacherLogitsKey: Codable, Hashable, Sendable {
     public var shards: Int
 
     /// The key of a run of `student` under `config` and `recipe` on `data`, taught by
-    /// `teacher` (weights identified by `teacherWeights`) at `precision`.
-    public init(teacher: BackboneConfig, teacherWeights: String, precision: InferencePrecision, config: USIConfig,
+    /// `teacher` (weights identified by `teacherWeights`) at `precision`, its convolutions in
+    /// the form `convolutions` (both change its logits' rounding).
+    public init(teacher: BackboneConfig, teacherWeights: String, precision: InferencePrecision,
+                convolutions: ConvolutionForm = .fastest, config: USIConfig,
                 recipe: ResolvedRecipe, student: BackboneConfig, data: TrainingData, shards: Int = 1) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func json<T: Encodable>(_ value: T) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
         self.teacher = teacher.architecture
         self.teacherWeights = teacherWeights
-        teacherPrecision = precision.rawValue
+        teacherPrecision = "\(precision.rawValue) \(convolutions.rawValue)"
         self.config = try json(config)
         self.recipe = try json(recipe)
         studentInput = try json(StudentInput(size: student.inputSize, channels: student.inputChannels, mean: student.mean,
@@ -77,7 +79,7 @@ public struct TeacherLogitsKey: Codable, Hashable, Sendable {
 /// student's evaluation transform (size, crop, interpolation, normalisation), which the
 /// evaluator applies to the teacher's input too.
 public struct TeacherEvaluationKey: Codable, Hashable, Sendable {
-    /// The teacher's architecture, weights checksum and precision.
+    /// The teacher's architecture, weights checksum, precision and convolution form.
     public var teacher: String
     /// Dataset name, validation image count, crop fraction override.
     public var validation: String
@@ -85,9 +87,9 @@ public struct TeacherEvaluationKey: Codable, Hashable, Sendable {
     public var studentInput: String
 
     /// The key for `student` evaluated on `data`'s validation split.
-    public init(teacher: BackboneConfig, teacherWeights: String, precision: InferencePrecision, student: BackboneConfig,
-                data: TrainingData) {
-        self.teacher = "\(teacher.architecture) \(teacherWeights) \(precision.rawValue)"
+    public init(teacher: BackboneConfig, teacherWeights: String, precision: InferencePrecision,
+                convolutions: ConvolutionForm = .fastest, student: BackboneConfig, data: TrainingData) {
+        self.teacher = "\(teacher.architecture) \(teacherWeights) \(precision.rawValue) \(convolutions.rawValue)"
         validation = "\(data.name) \(data.validation.count) \(data.evaluationCropFraction.map { "\($0)" } ?? "model")"
         studentInput = "\(student.inputSize) \(student.inputChannels) \(student.cropFraction) \(student.interpolation) \(student.mean) \(student.standardDeviation)"
     }
