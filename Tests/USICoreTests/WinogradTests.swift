@@ -126,13 +126,15 @@ struct WinogradTests {
         for (layer, x, want) in cases { #expect(withoutGradients { layer(x) }.toArray() == want, "direct \(x.shape)") }
         for layer in [conv, strided] { layer.prepareForInference(precision: .float32, convolutions: .fastest) }
         #expect(conv.winogradWeights != nil && strided.winogradWeights == nil)
-        // 8×8 (Winograd), 1×1 and 2×2-stride-2 (whole-input taps) change the rounding; a 3×3
-        // output (neither: the direct packed form) and the 6×6 strided input keep the bits.
-        for ((layer, x, want), changes) in zip(cases, [true, true, false, true, false]) {
+        // 8×8 (Winograd) changes the rounding; a 3×3 output (neither form applies: the direct
+        // packed one) and the 6×6 strided input keep the bits. The whole-input taps of 1×1 and
+        // 2×2-stride-2 inputs drop only products with zero padding, so they may keep the bits too
+        // (adding +0 is exact; the 2×2 case's shorter sum happens to round differently).
+        for ((layer, x, want), changes) in zip(cases, [true, nil, false, nil, false] as [Bool?]) {
             let got = withoutGradients { layer(x) }.toArray()
             let scale = Double(want.map { abs($0) }.max()!)
             #expect(zip(got, want).allSatisfy { abs(Double($0) - Double($1)) <= 2e-5 * scale }, "fastest \(x.shape)")
-            #expect((got != want) == changes, "fastest \(x.shape): expected \(changes ? "another" : "the direct") rounding")
+            if let changes { #expect((got != want) == changes, "fastest \(x.shape): expected \(changes ? "another" : "the direct") rounding") }
         }
         conv.removeInferencePreparation()
         #expect(conv.winogradWeights == nil && conv.wholeInputTaps == nil)
