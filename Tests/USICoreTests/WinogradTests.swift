@@ -129,7 +129,7 @@ struct WinogradTests {
         // 8×8 (Winograd) changes the rounding; a 3×3 output (neither form applies: the direct
         // packed one) and the 6×6 strided input keep the bits. The whole-input taps of 1×1 and
         // 2×2-stride-2 inputs drop only products with zero padding, so they may keep the bits too
-        // (adding +0 is exact; the 2×2 case's shorter sum happens to round differently).
+        // (adding +0 is exact) or not (the GEMM's K-blocking of the shorter sum differs).
         for ((layer, x, want), changes) in zip(cases, [true, nil, false, nil, false] as [Bool?]) {
             let got = withoutGradients { layer(x) }.toArray()
             let scale = Double(want.map { abs($0) }.max()!)
