@@ -74,6 +74,11 @@ public final class TrainingStep {
         schedule = recipe.makeSchedule(config: config)
         stochasticLayers = StochasticLayers(of: student)
         self.communicator = communicator
+        if config.syncBatchNorm == true {
+            for (_, module) in student.namedModules() {
+                (module as? BatchNorm)?.synchronization = communicator
+            }
+        }
         let parameterNames = Set(student.namedParameters().map(\.name))
         buffers = student.namedTensors().filter { !parameterNames.contains($0.name) }.map(\.tensor)
     }
@@ -124,6 +129,9 @@ public final class TrainingStep {
     @discardableResult
     public func callAsFunction(shards: [Shard], step: Int) throws -> TrainingStepResult {
         precondition(!shards.isEmpty, "a training step needs at least one shard")
+        // Synchronised BatchNorm over emulated shards is BatchNorm over their union: one
+        // forward and backward of the shards joined (each keeps its own mixing pairs).
+        if config.syncBatchNorm == true && shards.count > 1 { return try self(shards: [Self.joined(shards)], step: step) }
         let learningRate = schedule.learningRate(step: step, stepsPerEpoch: recipe.stepsPerEpoch)
         optimizer.learningRate = Float(learningRate)
         if !student.isTraining { student.train() }  // after an evaluation; a tree walk, so only then

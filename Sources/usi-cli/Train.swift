@@ -59,6 +59,8 @@ struct Train: ParsableCommand {
     var logInterval = 50
     @Option(help: "Train as N data-parallel ranks would, in this one process: each batch in N shards with their own BatchNorm statistics and mixing pairs, gradients averaged (reproduces `mpirun -np N`).")
     var emulateRanks = 1
+    @Flag(help: "Data-parallel: BatchNorm statistics over the whole global batch (all ranks' and emulated shards' rows), as PyTorch's SyncBatchNorm; default: per rank, as DDP.")
+    var syncBn = false
     @Option(help: ArgumentHelp("MiB per gradient bucket of a data-parallel step (DDP's 25; for tests and experiments).", visibility: .hidden))
     var gradientBucketMib = Double(GradientBuckets.defaultBucketBytes) / 1_048_576
     @OptionGroup var threadOptions: ThreadOptions
@@ -113,6 +115,7 @@ struct Train: ParsableCommand {
         var config = recipe == .usi ? USIConfig.usi(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
                                     : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
         config.seed = seed
+        if syncBn { config.syncBatchNorm = true }
         config.workers = workers
         var research = ResearchOverrides()
         research.runScale = runScale
