@@ -74,8 +74,12 @@ struct SyncBatchNormTests {
     private func run(size: Int, x: [Float], upstream: [Float], n: Int) -> [Outcome] {
         let world = ThreadWorld(size: size)
         let perRank = n / size, rowValues = 3 * 3 * 5
-        var outcomes = [Outcome?](repeating: nil, count: size)
-        let lock = NSLock()
+        final class Results: @unchecked Sendable {  // written under `lock` by the rank threads
+            var outcomes: [Outcome?]
+            let lock = NSLock()
+            init(size: Int) { outcomes = Array(repeating: nil, count: size) }
+        }
+        let results = Results(size: size)
         let group = DispatchGroup()
         for rank in 0..<size {
             group.enter()
@@ -95,13 +99,13 @@ struct SyncBatchNormTests {
                 let outcome = Outcome(output: y.toArray(), inputGradient: input.grad!.toArray(),
                                       weightGradient: layer.weight!.grad!.toArray(), biasGradient: layer.bias!.grad!.toArray(),
                                       runningMean: layer.runningMean.toArray(), runningVariance: layer.runningVariance.toArray())
-                lock.lock(); outcomes[rank] = outcome; lock.unlock()
+                results.lock.lock(); results.outcomes[rank] = outcome; results.lock.unlock()
                 group.leave()
             }
             thread.start()
         }
         group.wait()
-        return outcomes.map { $0! }
+        return results.outcomes.map { $0! }
     }
 
     private func close(_ a: [Float], _ b: [Float], tolerance: Float = 2e-5) -> Bool {
