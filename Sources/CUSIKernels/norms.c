@@ -363,3 +363,49 @@ void usi_layernorm_backward(float *dx, float *dweight, float *dbias, const float
         free(part);
     }
 }
+
+// ---- Synchronised BatchNorm: the per-channel sums the ranks all-reduce, and the element-wise
+// passes that use the all-reduced statistics (Sources/USICore/Ops/SyncBatchNorm.swift).
+
+void usi_batchnorm_sums(double *sum1, double *sum2, const float *x, const float *dy, const float *shift,
+                        int64_t M, int C) {
+    if (C <= 0) return;
+    if (M <= 0 || !colstats(sum1, sum2, x, dy, shift, M, C, dy ? 1 : 0)) {
+        for (int c = 0; c < C; c++) sum1[c] = sum2[c] = 0.0;
+    }
+}
+
+USI_MULTIVERSION
+void usi_batchnorm_normalize(float *y, const float *x, const float *mean, const float *invstd,
+                             const float *gamma, const float *beta, int64_t M, int C) {
+    if (C <= 0 || M <= 0) return;
+    float *buf = (float *)malloc(sizeof(float) * 2 * C);
+    if (!buf) return;
+    float *a = buf, *b = buf + C;
+    for (int c = 0; c < C; c++) {
+        a[c] = invstd[c] * (gamma ? gamma[c] : 1.0f);
+        b[c] = beta ? beta[c] : 0.0f;
+    }
+    rowmap_ctx k = {y, x, NULL, a, b, NULL, mean, C};
+    usi_parallel_range(M, C, bn_apply_range, &k);
+    free(buf);
+}
+
+USI_MULTIVERSION
+void usi_batchnorm_backward_input(float *dx, const float *dy, const float *x, const float *mean,
+                                  const float *invstd, const float *gamma, const double *sum_dy,
+                                  const double *sum_dy_xmu, double count, int64_t M, int C) {
+    if (C <= 0 || M <= 0 || count <= 0) return;
+    float *buf = (float *)malloc(sizeof(float) * 3 * C);
+    if (!buf) return;
+    float *a = buf, *b = buf + C, *kk = buf + 2 * C;
+    for (int c = 0; c < C; c++) {
+        double is = invstd[c];
+        a[c] = (float)((gamma ? (double)gamma[c] : 1.0) * is);
+        b[c] = (float)(sum_dy[c] / count);
+        kk[c] = (float)(sum_dy_xmu[c] / count * is * is);
+    }
+    rowmap_ctx k = {dx, x, dy, a, b, kk, mean, C};
+    usi_parallel_range(M, C, bn_dx_range, &k);
+    free(buf);
+}

@@ -25,10 +25,16 @@ enum TrainingCheckpoint {
         /// The teacher's architecture (nil: trained without one); `.none` for a checkpoint
         /// written before the field existed.
         var teacher: String??
+        /// Shards of every global batch in the run that wrote it (MPI ranks × emulated ranks);
+        /// nil for a checkpoint written before the field existed.
+        var shards: Int? = nil
+        /// The MPI world size of that run; nil before the field existed.
+        var ranks: Int? = nil
     }
 
     static func encode(student: any Backbone, optimizer: AdamW, ema: ExponentialMovingAverage?, epoch: Int,
-                       config: USIConfig, classNames: [String], teacher: String?, progress: Progress? = nil) throws -> Data {
+                       config: USIConfig, classNames: [String], teacher: String?, progress: Progress? = nil,
+                       ranks: Int = 1, shards: Int = 1) throws -> Data {
         var records: [String: SafeTensorsRecord] = [:]
         for (key, record) in student.stateDict() { records["model." + key] = record }
         records.merge(optimizer.exportState().safeTensorsRecords(prefix: "optimizer."), uniquingKeysWith: { a, _ in a })
@@ -45,6 +51,8 @@ enum TrainingCheckpoint {
             "config": String(decoding: try encoder.encode(config), as: UTF8.self),
             "class_names": String(decoding: try encoder.encode(classNames), as: UTF8.self),
             "teacher": teacher ?? "",
+            "ranks": String(ranks),
+            "shards": String(shards),
         ]
         if let progress { metadata["progress"] = String(decoding: try encoder.encode(progress), as: UTF8.self) }
         return try SafeTensors.encode(records, metadata: metadata)
@@ -90,6 +98,7 @@ enum TrainingCheckpoint {
         }
         let teacher: String?? = file.metadata["teacher"].map { $0.isEmpty ? nil : $0 }
         let progress = try file.metadata["progress"].map { try JSONDecoder().decode(Progress.self, from: Data($0.utf8)) }
-        return State(epoch: epoch, config: config, progress: progress, teacher: teacher)
+        return State(epoch: epoch, config: config, progress: progress, teacher: teacher,
+                     shards: file.metadata["shards"].flatMap(Int.init), ranks: file.metadata["ranks"].flatMap(Int.init))
     }
 }

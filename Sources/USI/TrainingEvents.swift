@@ -40,10 +40,14 @@ public struct EpochMetrics: Codable, Sendable {
     public var bestTop1: Double
     /// Training images that could not be decoded and were replaced by others this epoch.
     public var skippedImages: Int = 0
+    /// Data-parallel runs: the share (0…1) of the epoch's step time that rank 0 spent blocked
+    /// in collectives (see ``IntervalMetrics/communicationWaitShare``); nil on one process.
+    public var communicationWaitShare: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case epoch, lr, trainLoss = "train_loss", top1, top5, top1EMA = "top1_ema", top5EMA = "top5_ema", seconds,
-             imagesPerSecond = "img_s", bestTop1 = "best_top1", skippedImages = "skipped_images"
+             imagesPerSecond = "img_s", bestTop1 = "best_top1", skippedImages = "skipped_images",
+             communicationWaitShare = "comm_wait"
     }
 }
 
@@ -63,10 +67,14 @@ public struct IntervalMetrics: Codable, Sendable, Equatable {
     public var lr: Double
     /// Training images per second over the epoch so far.
     public var imagesPerSecond: Double
+    /// Data-parallel runs: the share (0…1) of the interval's step time that rank 0 spent
+    /// blocked in collectives (the gradient reductions backward could not hide, the loss's
+    /// all-reduce, the BatchNorm broadcast); nil on one process.
+    public var communicationWaitShare: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case epoch, step, stepsPerEpoch = "steps_per_epoch", loss, lossAverage = "loss_avg", lr,
-             imagesPerSecond = "img_s"
+             imagesPerSecond = "img_s", communicationWaitShare = "comm_wait"
     }
 }
 

@@ -43,6 +43,12 @@ public final class TrainingStep {
     public let schedule: CosineLearningRateSchedule
     /// The processes this step averages gradients over (one process by default).
     public let communicator: any Communicator
+    /// Bytes per gradient bucket of a data-parallel step (DDP's 25 MB; the first bucket is
+    /// 1 MB). Set before the first step; smaller buckets start reducing earlier but make more
+    /// collectives.
+    public var gradientBucketBytes = GradientBuckets.defaultBucketBytes
+    /// The gradient buckets of a data-parallel step, made at the first step with several ranks.
+    public private(set) var gradientBuckets: GradientBuckets?
     private let stochasticLayers: StochasticLayers
     // The student's tensors that are not parameters (BatchNorm running statistics).
     private let buffers: [Tensor]
@@ -68,6 +74,11 @@ public final class TrainingStep {
         schedule = recipe.makeSchedule(config: config)
         stochasticLayers = StochasticLayers(of: student)
         self.communicator = communicator
+        if config.syncBatchNorm == true {
+            for (_, module) in student.namedModules() {
+                (module as? BatchNorm)?.synchronization = communicator
+            }
+        }
         let parameterNames = Set(student.namedParameters().map(\.name))
         buffers = student.namedTensors().filter { !parameterNames.contains($0.name) }.map(\.tensor)
     }
@@ -118,49 +129,80 @@ public final class TrainingStep {
     @discardableResult
     public func callAsFunction(shards: [Shard], step: Int) throws -> TrainingStepResult {
         precondition(!shards.isEmpty, "a training step needs at least one shard")
+        // Synchronised BatchNorm over emulated shards is BatchNorm over their union: one
+        // forward and backward of the shards joined (each keeps its own mixing pairs).
+        if config.syncBatchNorm == true && shards.count > 1 { return try self(shards: [Self.joined(shards)], step: step) }
         let learningRate = schedule.learningRate(step: step, stepsPerEpoch: recipe.stepsPerEpoch)
         optimizer.learningRate = Float(learningRate)
         if !student.isTraining { student.train() }  // after an evaluation; a tree walk, so only then
+        let stepStart = ContinuousClock.now
+        var communicationSeconds = 0.0
         var lossSum = 0.0
+        var value = Double.nan
         var firstShardBuffers: [Tensor]?
+        let shardCount = shards.count * communicator.size
         for (number, shard) in shards.enumerated() {
             let teacher = shard.teacherLogits ?? distiller?.logits(for: shard.images)
             // Every shard (every rank) draws the same dropout masks for a step, as DDP's ranks do.
             stochasticLayers.reseed(seed: config.seed, step: step)
             let loss = self.loss(logits: student(shard.images), teacherLogits: teacher, targets: shard.targets)
-            let value = Double(loss.item)
-            lossSum += value
-            if value.isFinite {
-                loss.backward()
+            lossSum += Double(loss.item)
+            let isLast = number == shards.count - 1
+            if isLast {
+                // The loss goes round before the last backward, whose gradient buckets start
+                // travelling during it: every rank agrees on stopping before any collective
+                // of gradients has started.
+                var totalLoss = [lossSum]
+                communicationSeconds += try timed { try communicator.allReduceSum(&totalLoss) }
+                value = totalLoss[0] / Double(shardCount)
+                guard value.isFinite else {
+                    GradientTape.current.reset()
+                    optimizer.zeroGradients()
+                    throw TrainingError.nonFiniteLoss(epoch: step / recipe.stepsPerEpoch, step: step % recipe.stepsPerEpoch,
+                                                      lastCheckpoint: nil)
+                }
+            }
+            if !loss.item.isFinite {
+                GradientTape.current.reset()  // an earlier shard of a step that stops at the last one
+            } else if isLast && communicator.size > 1 {
+                let buckets = gradientBuckets ?? GradientBuckets(parameters: optimizer.parameters.map(\.tensor),
+                                                                 communicator: communicator, bucketBytes: gradientBucketBytes)
+                gradientBuckets = buckets
+                buckets.begin()
+                loss.backward(onGradientFinal: buckets.gradientIsFinal)
             } else {
-                GradientTape.current.reset()
+                loss.backward()
             }
             if number == 0 && shards.count > 1 { firstShardBuffers = buffers.map { $0.copy() } }
         }
         if let firstShardBuffers {
             for (buffer, saved) in zip(buffers, firstShardBuffers) { buffer.assign(saved) }
         }
-        // The loss goes round before the gradients so that every rank agrees on stopping.
-        var totalLoss = [lossSum]
-        try communicator.allReduceSum(&totalLoss)
-        let shardCount = shards.count * communicator.size
-        let value = totalLoss[0] / Double(shardCount)
-        guard value.isFinite else {
-            optimizer.zeroGradients()
-            throw TrainingError.nonFiniteLoss(epoch: step / recipe.stepsPerEpoch, step: step % recipe.stepsPerEpoch,
-                                              lastCheckpoint: nil)
-        }
-        if shardCount > 1 {
+        if let gradientBuckets, communicator.size > 1 {
+            communicationSeconds += try gradientBuckets.finish(scale: 1 / Float(shardCount))
+        } else if shardCount > 1 {
             try communicator.allReduceGradients(of: optimizer.parameters.map(\.tensor), scale: 1 / Float(shardCount))
         }
         optimizer.step()
         optimizer.zeroGradients()
         // Rank 0's BatchNorm running statistics on every rank (as DDP's broadcast_buffers), so
         // that the ranks evaluate, and average into the EMA, one and the same model.
-        if communicator.size > 1 { try broadcastBuffersFromRoot() }
+        if communicator.size > 1 { communicationSeconds += try timed { try broadcastBuffersFromRoot() } }
         ema?.update(step: step + 1)
         let images = shards.reduce(0) { $0 + $1.images.shape[0] } * communicator.size
-        return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images)
+        return TrainingStepResult(step: step, loss: value, learningRate: learningRate, images: images,
+                                  seconds: Self.seconds(since: stepStart), communicationSeconds: communicationSeconds)
+    }
+
+    private func timed(_ body: () throws -> Void) throws -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return Self.seconds(since: start)
+    }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 
     private func broadcastBuffersFromRoot() throws {
@@ -213,4 +255,10 @@ public struct TrainingStepResult: Sendable, Hashable {
     public let learningRate: Double
     /// Images in the global batch (every shard of every rank).
     public let images: Int
+    /// Wall-clock seconds of the step on this rank.
+    public var seconds: Double = 0
+    /// Of ``seconds``, the time this rank was blocked in collectives: the loss's all-reduce,
+    /// the wait for the gradient buckets still in flight after backward, and the broadcast of
+    /// BatchNorm statistics (0 on one process).
+    public var communicationSeconds: Double = 0
 }

@@ -40,6 +40,10 @@ public struct USIConfig: Codable, Sendable, Hashable {
     public var seed: UInt64 = 0
     /// Data-loading threads.
     public var workers: Int = 2
+    /// Data-parallel: BatchNorm statistics over the whole global batch, every rank's and every
+    /// emulated shard's rows together (`--sync-bn`, as PyTorch's `SyncBatchNorm`); nil or false
+    /// = per rank, as DDP's default.
+    public var syncBatchNorm: Bool?
     /// Research only: replaces settings of the scaling rule, for studying it (nil = none).
     public var research: ResearchOverrides?
 

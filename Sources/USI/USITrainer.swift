@@ -144,16 +144,13 @@ public final class USITrainer: @unchecked Sendable {
         var history: [EpochMetrics] = []
         var best = (top1: -1.0, top5: 0.0, epoch: -1, isEMA: false)
         var resumed: (epoch: Int, progress: TrainingCheckpoint.Progress?)?
-        if resume && communicator.size > 1 {
-            throw TrainingError.invalidConfiguration(
-                "--resume of a run with several MPI ranks is not supported yet (the ranks would have to load rank 0's checkpoint); resume it in one process with --emulate-ranks \(shards)")
-        }
         if resume {
-            guard let output else {
+            // Under MPI only rank 0 has the run directory; it shares the checkpoint.
+            guard output != nil || !communicator.isRoot else {
                 throw TrainingError.invalidConfiguration("--resume needs an output directory")
             }
             resumed = try restore(from: output)
-            if let resumed {
+            if let output, let resumed {
                 try output.truncateMetrics(after: resumed.epoch, partialStep: resumed.progress?.step)
                 history = output.readMetrics()
                 if let b = history.max(by: { max($0.top1, $0.top1EMA ?? -1) < max($1.top1, $1.top1EMA ?? -1) }) {
@@ -162,7 +159,7 @@ public final class USITrainer: @unchecked Sendable {
                 }
                 logger.info("resuming after epoch \(resumed.epoch)\(resumed.progress.map { ", step \($0.step) of the next" } ?? "")",
                             metadata: ["directory": "\(output.directory.path)"])
-            } else {
+            } else if let output, resumed == nil {
                 logger.warning("--resume: nothing committed in \(output.directory.path) yet; starting from scratch")
             }
         }
@@ -196,6 +193,8 @@ public final class USITrainer: @unchecked Sendable {
             let skippedBefore = progress?.skippedImages ?? 0
             var stepInEpoch = progress?.step ?? 0
             var lastCheckpoint = ContinuousClock.now
+            var interval = (stepSeconds: 0.0, communicationSeconds: 0.0)  // since the last metrics line
+            var epochWait = (stepSeconds: 0.0, communicationSeconds: 0.0)
             let epochBatches = loaders.map { $0.batches(epoch: epoch, startingAt: stepInEpoch) }
             defer { for batches in epochBatches { batches.cancel() } }
             let stepsThisEpoch = steps(in: epoch)
@@ -221,10 +220,16 @@ public final class USITrainer: @unchecked Sendable {
                 lossSum += result.loss; lossCount += 1; images += result.images
                 let elapsed = seconds(since: epochStart)
                 let imagesPerSecond = Double(images) / max(elapsed, 1e-9)
+                interval.stepSeconds += result.seconds
+                interval.communicationSeconds += result.communicationSeconds
+                epochWait.stepSeconds += result.seconds
+                epochWait.communicationSeconds += result.communicationSeconds
                 if let output, stepInEpoch % max(1, logInterval) == 0 || stepInEpoch == stepsPerEpoch {
+                    let waitShare = communicator.size > 1 ? interval.communicationSeconds / max(interval.stepSeconds, 1e-9) : nil
                     try output.append(IntervalMetrics(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch,
                                                       loss: result.loss, lossAverage: lossSum / Double(lossCount), lr: lr,
-                                                      imagesPerSecond: imagesPerSecond))
+                                                      imagesPerSecond: imagesPerSecond, communicationWaitShare: waitShare))
+                    interval = (0, 0)
                 }
                 emit(.step(StepProgress(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch, loss: result.loss,
                                         learningRate: lr, imagesPerSecond: imagesPerSecond, elapsedSeconds: elapsed)))
@@ -252,7 +257,9 @@ public final class USITrainer: @unchecked Sendable {
                                        top1: modelResult.top1, top5: modelResult.top5, top1EMA: emaResult?.top1,
                                        top5EMA: emaResult?.top5, seconds: seconds(since: epochStart),
                                        imagesPerSecond: Double(images) / max(trainSeconds, 1e-9), bestTop1: best.top1,
-                                       skippedImages: skippedBefore + skippedSamples)
+                                       skippedImages: skippedBefore + skippedSamples,
+                                       communicationWaitShare: communicator.size > 1
+                                           ? epochWait.communicationSeconds / max(epochWait.stepSeconds, 1e-9) : nil)
             history.append(metrics)
             if let output {
                 manifest = try commitEpoch(epoch, metrics: metrics, improved: improved, emaBetter: emaBetter,
@@ -275,12 +282,17 @@ public final class USITrainer: @unchecked Sendable {
 
     /// Loads the last committed state (a mid-epoch checkpoint when it is newer than the last
     /// epoch's), verifying its checksum; nil when nothing was committed.
-    private func restore(from output: RunOutput) throws -> (epoch: Int, progress: TrainingCheckpoint.Progress?)? {
-        guard let manifest = try output.manifest() else { return nil }
-        try output.apply(manifest)  // finishes a commit that a kill interrupted
-        let url = manifest.partialStep != nil ? output.partialCheckpointURL : output.lastCheckpointURL
-        let bytes = try output.verifiedContents(of: url.lastPathComponent, in: manifest)
+    /// Data-parallel: rank 0 (`output`) reads it and every rank loads rank 0's bytes.
+    private func restore(from output: RunOutput?) throws -> (epoch: Int, progress: TrainingCheckpoint.Progress?)? {
+        let found = try CheckpointSharing.share(over: communicator) { () -> CheckpointSharing.Found? in
+            guard let output, let manifest = try output.manifest() else { return nil }
+            try output.apply(manifest)  // finishes a commit that a kill interrupted
+            let url = manifest.partialStep != nil ? output.partialCheckpointURL : output.lastCheckpointURL
+            return (try output.verifiedContents(of: url.lastPathComponent, in: manifest), url)
+        }
+        guard let (bytes, url) = found else { return nil }
         let state = try TrainingCheckpoint.load(bytes, source: url, student: student, optimizer: step.optimizer, ema: step.ema)
+        try CheckpointSharing.checkShards(recorded: state.shards, ranks: communicator.size, emulatedRanks: emulatedRanks)
         try TrainingCheckpoint.validate(state, totalEpochs: totalEpochs, stepsPerEpoch: recipe.stepsPerEpoch)
         guard state.config == config else {
             throw TrainingError.invalidConfiguration("--resume: the checkpoint was written by a different configuration")
@@ -304,7 +316,7 @@ public final class USITrainer: @unchecked Sendable {
                              to output: RunOutput, after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
         let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
                                                        epoch: epoch, config: config, classNames: data.classNames,
-                                                       teacher: teacherName)
+                                                       teacher: teacherName, ranks: communicator.size, shards: shards)
         var files = [(name: output.lastCheckpointURL.lastPathComponent, data: checkpoint)]
         if improved {
             let metadata = weightsMetadata(top1: top1, epoch: epoch, isEMA: emaBetter).dictionary
@@ -323,7 +335,8 @@ public final class USITrainer: @unchecked Sendable {
                                after previous: RunOutput.Manifest?) throws -> RunOutput.Manifest? {
         let checkpoint = try TrainingCheckpoint.encode(student: student, optimizer: step.optimizer, ema: step.ema,
                                                        epoch: epoch - 1, config: config, classNames: data.classNames,
-                                                       teacher: teacherName, progress: position)
+                                                       teacher: teacherName, progress: position,
+                                                       ranks: communicator.size, shards: shards)
         logger.debug("mid-epoch checkpoint at epoch \(epoch), step \(position.step)")
         return try output.commit(epoch: epoch - 1, files: [(output.partialCheckpointURL.lastPathComponent, checkpoint)],
                                  metricsLine: previous?.metricsLine, partialStep: position.step, carrying: previous)

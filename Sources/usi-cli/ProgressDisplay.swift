@@ -46,7 +46,8 @@ final class ProgressDisplay: @unchecked Sendable {
                   + "top-5 \(format(m.top5, digits: 2)) %"
                   + (m.top1EMA.map { "  EMA top-1 \(format($0, digits: 2)) %" } ?? "")
                   + "  best \(format(m.bestTop1, digits: 2)) %  (\(format(m.seconds, digits: 0)) s)"
-                  + (m.skippedImages > 0 ? "  skipped \(m.skippedImages) unreadable images" : ""))
+                  + (m.skippedImages > 0 ? "  skipped \(m.skippedImages) unreadable images" : "")
+                  + (m.communicationWaitShare.map { "  waiting on communication \(format(100 * $0, digits: 1)) % of step time" } ?? ""))
         case .finished:
             break
         }

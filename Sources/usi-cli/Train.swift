@@ -59,6 +59,10 @@ struct Train: ParsableCommand {
     var logInterval = 50
     @Option(help: "Train as N data-parallel ranks would, in this one process: each batch in N shards with their own BatchNorm statistics and mixing pairs, gradients averaged (reproduces `mpirun -np N`).")
     var emulateRanks = 1
+    @Flag(help: "Data-parallel: BatchNorm statistics over the whole global batch (all ranks' and emulated shards' rows), as PyTorch's SyncBatchNorm; default: per rank, as DDP.")
+    var syncBn = false
+    @Option(help: ArgumentHelp("MiB per gradient bucket of a data-parallel step (DDP's 25; for tests and experiments).", visibility: .hidden))
+    var gradientBucketMib = Double(GradientBuckets.defaultBucketBytes) / 1_048_576
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
@@ -74,6 +78,7 @@ struct Train: ParsableCommand {
         if workers < 1 { throw ValidationError("--workers must be at least 1") }
         if logInterval < 1 { throw ValidationError("--log-interval must be at least 1") }
         if emulateRanks < 1 { throw ValidationError("--emulate-ranks must be at least 1") }
+        if !(gradientBucketMib > 0 && gradientBucketMib <= 4096) { throw ValidationError("--gradient-bucket-mib must be in (0, 4096]") }
         if let trainImages, trainImages < 2 { throw ValidationError("--train-images must be at least 2") }
         if let validationImages, validationImages < 1 { throw ValidationError("--validation-images must be at least 1") }
         if !(checkpointMinutes >= 0 && checkpointMinutes <= 1e6) { throw ValidationError("--checkpoint-minutes must be in 0…1000000") }
@@ -110,6 +115,7 @@ struct Train: ParsableCommand {
         var config = recipe == .usi ? USIConfig.usi(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
                                     : USIConfig.plain(epochs: epochs ?? (embedded ? EmbeddedDefault.epochs : 300), batchSize: batchSize)
         config.seed = seed
+        if syncBn { config.syncBatchNorm = true }
         config.workers = workers
         var research = ResearchOverrides()
         research.runScale = runScale
@@ -129,6 +135,7 @@ struct Train: ParsableCommand {
                                      communicator: communicator, emulatedRanks: emulateRanks)
         trainer.checkpointInterval = checkpointMinutes > 0 ? .milliseconds(Int64(checkpointMinutes * 60_000)) : nil
         trainer.logInterval = logInterval
+        trainer.step.gradientBucketBytes = max(4, Int(gradientBucketMib * 1_048_576))
         guard communicator.isRoot else {
             trainer.logger.logLevel = .error
             _ = try trainer.fit(resume: resume)

@@ -37,6 +37,11 @@ struct USICommand: ParsableCommand {
                 FileHandle.standardError.write(Data("usi: rank \(world.rank) of \(world.size): \(error)\n".utf8))
                 world.abort(code: 1)
             }
+            // Failed before joining the job (a refused option): the launcher ends the others,
+            // and the message still says which rank.
+            if let launched = Distributed.launchedRank(), launched.size > 1, exitCode(for: error) != .success {
+                FileHandle.standardError.write(Data("usi: rank \(launched.rank) of \(launched.size), before joining the MPI job: \(fullMessage(for: error))\n".utf8))
+            }
             exit(withError: error)
         }
     }

@@ -254,6 +254,21 @@ void usi_batchnorm_backward_eval(float *dx, float *dgamma, float *dbeta, const f
                                  const float *x, const float *rmean, const float *rvar,
                                  const float *gamma, int64_t M, int C, float eps);
 
+/// Synchronised BatchNorm, the sums each rank contributes: with dy NULL, sum1 = sum(x - shift)
+/// and sum2 = sum((x - shift)^2) per channel; with dy, sum1 = sum(dy) and
+/// sum2 = sum(dy * (x - shift)) (shift = the mean). Doubles, assigned.
+void usi_batchnorm_sums(double *sum1, double *sum2, const float *x, const float *dy, const float *shift,
+                        int64_t M, int C);
+/// y = (x - mean) * invstd * gamma + beta with given statistics; gamma/beta may be NULL.
+void usi_batchnorm_normalize(float *y, const float *x, const float *mean, const float *invstd,
+                             const float *gamma, const float *beta, int64_t M, int C);
+/// Synchronised BatchNorm's input gradient from the sums over every rank (count values per
+/// channel in all): dx += gamma * invstd * (dy - sum_dy / count
+/// - (x - mean) * invstd^2 * sum_dy_xmu / count). gamma may be NULL.
+void usi_batchnorm_backward_input(float *dx, const float *dy, const float *x, const float *mean,
+                                  const float *invstd, const float *gamma, const double *sum_dy,
+                                  const double *sum_dy_xmu, double count, int64_t M, int C);
+
 /// LayerNorm over the last axis of x [M, C]; mean, rstd [M] saved for backward.
 void usi_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
                            const float *weight, const float *bias, int64_t M, int C,

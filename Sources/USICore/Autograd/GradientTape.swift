@@ -83,6 +83,16 @@ extension Tensor {
     /// tape, accumulating into ``grad`` of each leaf that ``requiresGrad``; then clears the
     /// tape. Without `gradient` the tensor must hold one element (a loss) and is seeded with 1.
     public func backward(_ gradient: Tensor? = nil) {
+        backward(gradient, onGradientFinal: nil)
+    }
+
+    /// ``backward(_:)`` that also calls `onGradientFinal` with each leaf that requires a
+    /// gradient as soon as its ``grad`` is final — when the walk has passed the earliest
+    /// recorded op that reads it, so nothing later in the walk adds to it — while the rest of
+    /// backward still runs. Data-parallel training starts reducing a bucket of gradients there
+    /// (as PyTorch's DDP does from its autograd hooks). Leaves are reported in the order their
+    /// gradients become final, each once; a leaf the tape never reads is not reported.
+    public func backward(_ gradient: Tensor? = nil, onGradientFinal: ((Tensor) -> Void)?) {
         let seed: Tensor
         if let gradient {
             precondition(gradient.shape == shape,
@@ -97,13 +107,35 @@ extension Tensor {
         accumulateGradient(seed)
         let entries = tape.entries
         tape.entries.removeAll(keepingCapacity: true)
-        for entry in entries.reversed() {
-            guard let g = entry.output.grad else { continue }
-            let inputGrads = entry.pullback(g)
-            for (input, inputGrad) in zip(entry.inputs, inputGrads) {
-                if let inputGrad, input.requiresGrad { input.accumulateGradient(inputGrad) }
+        // For each leaf, the earliest entry reading it: the last of the reverse walk to add to
+        // its gradient. Found in one pass over the tape, only when someone listens.
+        var finalAt: [ObjectIdentifier: Int] = [:]
+        if onGradientFinal != nil {
+            for (index, entry) in entries.enumerated() {
+                for input in entry.inputs where input.isLeaf && input.requiresGrad {
+                    let key = ObjectIdentifier(input)
+                    if finalAt[key] == nil { finalAt[key] = index }
+                }
             }
-            entry.output.grad = nil  // intermediate gradients are not kept
+        }
+        for (index, entry) in entries.enumerated().reversed() {
+            if let g = entry.output.grad {
+                let inputGrads = entry.pullback(g)
+                for (input, inputGrad) in zip(entry.inputs, inputGrads) {
+                    if let inputGrad, input.requiresGrad { input.accumulateGradient(inputGrad) }
+                }
+                entry.output.grad = nil  // intermediate gradients are not kept
+            }
+            // Reported even when this entry had no gradient to pass on: nothing earlier reads the leaf.
+            if let onGradientFinal {
+                for input in entry.inputs where input.isLeaf && input.requiresGrad {
+                    let key = ObjectIdentifier(input)
+                    if finalAt[key] == index {
+                        finalAt[key] = nil  // once, even if the entry reads the leaf twice
+                        onGradientFinal(input)
+                    }
+                }
+            }
         }
     }
 

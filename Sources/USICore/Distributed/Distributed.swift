@@ -23,6 +23,18 @@ public enum Distributed {
         return .singleProcess
     }
 
+    /// This process's rank and the job's size as the launcher's environment states them, before
+    /// (or without) MPI being initialised — for naming the rank in an error that happens
+    /// before it joins the job. Nil outside a launcher or when the variables say nothing.
+    public static func launchedRank(environment: [String: String] = ProcessInfo.processInfo.environment) -> (rank: Int, size: Int)? {
+        guard launch(environment: environment) != .singleProcess else { return nil }
+        for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMIX_RANK", "SLURM_NTASKS"),
+                             ("PMI_RANK", "PMI_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")] {
+            if let r = environment[rank].flatMap(Int.init), let n = environment[size].flatMap(Int.init) { return (r, n) }
+        }
+        return nil
+    }
+
     /// ``MPICommunicator/world(library:)`` when an MPI launcher started this process, a
     /// ``SingleProcessCommunicator`` otherwise (nothing is loaded then). Under a launcher
     /// without a loadable Open MPI it throws, naming the packages to install: running each

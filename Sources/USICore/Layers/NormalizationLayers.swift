@@ -18,6 +18,9 @@ public final class BatchNorm: Module, UnaryLayer {
     public let momentum: Float
     /// After folding into a convolution the layer passes its input through.
     public private(set) var isFolded = false
+    /// The ranks whose batches share this layer's training statistics (`--sync-bn`, as
+    /// PyTorch's `SyncBatchNorm`); nil = this process's batch alone. Every rank must set it.
+    public var synchronization: (any Communicator)?
 
     /// Creates the layer: weight 1, bias 0, running mean 0, running variance 1.
     public init(_ featureCount: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
@@ -38,6 +41,11 @@ public final class BatchNorm: Module, UnaryLayer {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if isFolded { return x }
         if isTraining { batchesTracked.pointer.pointee += 1 }
+        if isTraining, let synchronization, synchronization.size > 1 {
+            return synchronizedBatchNorm(x, weight: weight, bias: bias, runningMean: runningMean,
+                                         runningVariance: runningVariance, momentum: momentum, epsilon: epsilon,
+                                         communicator: synchronization)
+        }
         return batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
                          training: isTraining, momentum: momentum, epsilon: epsilon)
     }

@@ -88,7 +88,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Floa
 }
 
 /// Gradients in the order of `[x] + [weight, bias].compactMap`.
-private func affineGradients(_ dx: Tensor?, _ dw: Tensor?, _ db: Tensor?, weight: Tensor?, bias: Tensor?) -> [Tensor?] {
+func affineGradients(_ dx: Tensor?, _ dw: Tensor?, _ db: Tensor?, weight: Tensor?, bias: Tensor?) -> [Tensor?] {
     var grads: [Tensor?] = [dx]
     if weight != nil { grads.append(dw) }
     if bias != nil { grads.append(db) }
