@@ -10,6 +10,7 @@ enum BuiltInModels {
         registerEdgeNeXts()
         registerVisionTransformers()
         registerLeViTs()
+        registerSwinTransformers()
         registerMLPModels()
     }
 }
