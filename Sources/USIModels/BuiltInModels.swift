@@ -11,6 +11,7 @@ enum BuiltInModels {
         registerVisionTransformers()
         registerLeViTs()
         registerSwinTransformers()
+        registerTNTs()
         registerMLPModels()
     }
 }
