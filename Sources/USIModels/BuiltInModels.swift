@@ -10,6 +10,8 @@ enum BuiltInModels {
         registerEdgeNeXts()
         registerVisionTransformers()
         registerLeViTs()
+        registerSwinTransformers()
+        registerTNTs()
         registerMLPModels()
     }
 }

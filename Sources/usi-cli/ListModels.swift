@@ -40,10 +40,12 @@ struct ListModels: ParsableCommand {
                             mean: c.mean, std: c.standardDeviation))
         }
         if json { try printJSON(rows); return }
-        print("model".rightPadded(26) + "family".rightPadded(13) + "params (M)".leftPadded(11) + "GFLOPs".leftPadded(9)
+        // The name column fits the longest name (swin_small_patch4_window7_224 is 29 characters).
+        let nameWidth = max(26, (rows.map(\.name.count).max() ?? 0) + 1)
+        print("model".rightPadded(nameWidth) + "family".rightPadded(13) + "params (M)".leftPadded(11) + "GFLOPs".leftPadded(9)
               + "  input  crop  interpolation")
         for r in rows {
-            print(r.name.rightPadded(26) + r.family.rightPadded(13) + format(Double(r.parameters) / 1e6, digits: 2).leftPadded(11)
+            print(r.name.rightPadded(nameWidth) + r.family.rightPadded(13) + format(Double(r.parameters) / 1e6, digits: 2).leftPadded(11)
                   + format(r.gflops, digits: 3).leftPadded(9) + "  \(String(r.inputSize).leftPadded(5))  \(format(r.cropFraction, digits: 3))  \(r.interpolation)")
         }
     }

@@ -24,6 +24,8 @@ struct GradientCheckTests {
         Case(name: "slice", shapes: [[4, 5]]) { $0[0].slice(axis: 1, 1..<4) },
         Case(name: "split", shapes: [[6, 2]]) { ts in let p = ts[0].split(sizes: [2, 4], axis: 0); return p[1].sum(axes: [0]) * p[0].mean(axes: [0]) },
         Case(name: "concatenate", shapes: [[2, 3], [2, 2]]) { concatenate([$0[0], $0[1], $0[0]], axis: 1) },
+        Case(name: "roll (Swin's cyclic shift)", shapes: [[2, 5, 4, 3]]) { $0[0].rolled(-2, axis: 1).rolled(3, axis: 2) * $0[0] },
+        Case(name: "gatherLastAxis (relative-position bias)", shapes: [[3, 5]]) { gatherLastAxis($0[0], indices: [0, 4, 4, 2, 1, 0, 3]) },
         Case(name: "pad", shapes: [[1, 3, 3, 2]]) { $0[0].padded([(0, 0), (1, 2), (2, 1)], value: 0.5) },
         Case(name: "sum axes", shapes: [[2, 3, 4]]) { $0[0].sum(axes: [0, 2]) },
         Case(name: "mean axes keep", shapes: [[2, 3, 4]]) { $0[0].mean(axes: [1], keepingAxes: true) },

@@ -11,11 +11,20 @@ enum DeterministicFill {
         return h
     }
 
-    static func values(name: String, shape: [Int]) -> [Float] {
+    /// The fill rules of model_fill.py: `plain`, or `chirp` (rank ≥ 2 tensors get the extra
+    /// phase 2π·((i·i) mod 9973)/9973, which makes the filled matrices full rank; the plain
+    /// rule's matrices have rank 2, under which deep pre-norm transformers lose the input).
+    enum Rule: String, Sendable { case plain, chirp }
+
+    static let chirpModulus = 9973
+
+    static func values(name: String, shape: [Int], rule: Rule = .plain) -> [Float] {
         let n = shape.reduce(1, *)
         let s = Double(fnv1a32(name) % 10000) / 1000
+        let chirp = rule == .chirp && shape.count >= 2 && !name.hasSuffix("running_var") && !name.hasSuffix("running_mean")
         return (0..<n).map { i in
-            let wave = sin(0.731 * Double(i) + s)
+            let phase = chirp ? Double((i * i) % chirpModulus) * (2 * Double.pi / Double(chirpModulus)) : 0
+            let wave = sin(0.731 * Double(i) + s + phase)
             let v: Double
             if name.hasSuffix("running_var") { v = 0.75 + 0.25 * wave }
             else if name.hasSuffix("running_mean") { v = 0.1 * wave }
@@ -27,11 +36,11 @@ enum DeterministicFill {
     }
 
     /// Fills every tensor of `module` by the rule (counters are left alone).
-    static func fill(_ module: Module) throws {
+    static func fill(_ module: Module, rule: Rule = .plain) throws {
         var records: [String: SafeTensorsRecord] = [:]
         for (name, record) in module.stateDict() {
             if name.hasSuffix("num_batches_tracked") { records[name] = record; continue }
-            records[name] = SafeTensorsRecord(Tensor(shape: record.shape, values: values(name: name, shape: record.shape)))
+            records[name] = SafeTensorsRecord(Tensor(shape: record.shape, values: values(name: name, shape: record.shape, rule: rule)))
         }
         try module.load(SafeTensorsFile(data: SafeTensors.encode(records), source: "deterministic fill"))
     }

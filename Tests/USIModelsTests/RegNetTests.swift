@@ -14,6 +14,9 @@ struct RegNetTests {
     @Test("10 classes, 1 input channel, 48×48 input match timm")
     func variantParity() throws { try CNNTestSupport.checkParity(case: "regnety_008_c10_in1_48") }
 
+    @Test("train-mode forward, parameter gradients (grouped conv, SE) and running statistics match timm (regnety_008)")
+    func trainMode() throws { try CNNTestSupport.checkTrainMode(fixture: "cnn_regnety_008_train.safetensors") }
+
     @Test("BN folding (for the teacher) keeps timm's logits")
     func foldedParity() throws {
         try CNNTestSupport.checkParity(case: "regnety_008") { ($0 as! RegNet).foldBatchNorms() }

@@ -94,6 +94,36 @@ enum CNNTestSupport {
                     sourceLocation: sourceLocation)
     }
 
+    /// One train-mode step against a `make_cnn_fixtures.py` train fixture: logits (rtol 1e-4),
+    /// the full gradients of the listed parameters (rtol 1e-3) and the running statistics after
+    /// the step (rtol 1e-4), for loss = Σ logits · grad_out with batch statistics.
+    static func checkTrainMode(fixture name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let file = try fixture(name)
+        let config = try caseConfig(file, "case")
+        let model = try Models.create(config["model"] as! String, classes: config["num_classes"] as! Int,
+                                      inputChannels: config["in_chans"] as! Int, inputSize: config["input_size"] as! Int)
+        try DeterministicFill.fill(model)
+        if let suffix = config["damp_suffix"] as? String, let factor = config["damp_factor"] as? Double {
+            for p in model.namedParameters() where p.name.hasSuffix(suffix) {
+                p.tensor.assign(Tensor(shape: p.tensor.shape, values: p.tensor.toArray().map { $0 * Float(factor) }))
+            }
+        }
+        model.train()
+        let x = channelsLast(try file.tensor("input"))
+        let y = model(x)
+        expectClose(y, try file.tensor("logits"), relative: 1e-4, "train logits", sourceLocation: sourceLocation)
+        try (y * file.tensor("grad_out")).sum().backward()
+        let parameters = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.name, $0.tensor) })
+        for name in config["params"] as! [String] {
+            let grad = parameters[name]?.grad.map(channelsFirst)
+            expectClose(grad, try file.tensor("grad.\(name)"), relative: 1e-3, "grad \(name)", sourceLocation: sourceLocation)
+        }
+        let buffers = Dictionary(uniqueKeysWithValues: model.namedBuffers().map { ($0.name, $0.tensor) })
+        for name in config["running"] as! [String] {
+            expectClose(buffers[name], try file.tensor("running.\(name)"), relative: 1e-4, name, sourceLocation: sourceLocation)
+        }
+    }
+
     /// When `USI_CNN_ROUNDTRIP_DIR` is set, writes `<model>.safetensors` (our state_dict after a
     /// train-mode step, so BN statistics are non-trivial) and `<model>.logits.safetensors`
     /// (`input` NCHW, eval-mode `logits`) for `make_cnn_fixtures.py --roundtrip DIR`, which loads
@@ -209,26 +239,7 @@ struct ResNetTests {
     func variantParity(_ name: String) throws { try CNNTestSupport.checkParity(case: name) }
 
     @Test("train-mode forward, parameter gradients and running statistics match timm (resnet10t)")
-    func trainMode() throws {
-        let file = try CNNTestSupport.fixture("cnn_resnet10t_train.safetensors")
-        let config = try CNNTestSupport.caseConfig(file, "case")
-        let model = try Models.create("resnet10t", classes: 10)
-        try DeterministicFill.fill(model)
-        model.train()
-        let x = CNNTestSupport.channelsLast(try file.tensor("input"))
-        let y = model(x)
-        CNNTestSupport.expectClose(y, try file.tensor("logits"), relative: 1e-4, "train logits")
-        try (y * file.tensor("grad_out")).sum().backward()
-        let parameters = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.name, $0.tensor) })
-        for name in config["params"] as! [String] {
-            let grad = parameters[name]?.grad.map(CNNTestSupport.channelsFirst)
-            CNNTestSupport.expectClose(grad, try file.tensor("grad.\(name)"), relative: 1e-3, "grad \(name)")
-        }
-        let buffers = Dictionary(uniqueKeysWithValues: model.namedBuffers().map { ($0.name, $0.tensor) })
-        for name in config["running"] as! [String] {
-            CNNTestSupport.expectClose(buffers[name], try file.tensor("running.\(name)"), relative: 1e-4, name)
-        }
-    }
+    func trainMode() throws { try CNNTestSupport.checkTrainMode(fixture: "cnn_resnet10t_train.safetensors") }
 
     @Test("BN folding (for the teacher) keeps timm's logits", arguments: ["resnet10t_c10_in1_48", "resnet26"])
     func foldedParity(_ name: String) throws {

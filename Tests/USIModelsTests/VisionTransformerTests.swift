@@ -21,6 +21,7 @@ enum TransformerFixtures {
         let stateDict: [(key: String, shape: [Int])]
         let gradStrides: [String: Int]
         let batch: Int
+        let fill: DeterministicFill.Rule
 
         var classes: Int { kwargs["num_classes"] as? Int ?? 1000 }
         var inputChannels: Int { kwargs["in_chans"] as? Int ?? 3 }
@@ -35,7 +36,8 @@ enum TransformerFixtures {
         let strides = (json["grad_strides"] as? [String: Any] ?? [:]).mapValues { ($0 as! NSNumber).intValue }
         return Case(name: name, model: json["model"] as! String, kwargs: json["kwargs"] as? [String: Any] ?? [:],
                     mode: json["mode"] as! String, input: json["input"] as! String, stateDict: stateDict,
-                    gradStrides: strides, batch: (json["batch"] as? NSNumber)?.intValue ?? 2)
+                    gradStrides: strides, batch: (json["batch"] as? NSNumber)?.intValue ?? 2,
+                    fill: try #require(DeterministicFill.Rule(rawValue: json["fill"] as? String ?? "plain"), "\(name): unknown fill rule"))
     }
 
     /// The case's input as channels-last `[N, H, W, C]`.
@@ -55,7 +57,7 @@ enum TransformerFixtures {
     /// The registry model for the case, filled by the deterministic rule.
     static func model(_ c: Case) throws -> any Backbone {
         let model = try Models.create(c.model, classes: c.classes, inputChannels: c.inputChannels, inputSize: c.inputSize)
-        try DeterministicFill.fill(model)
+        try DeterministicFill.fill(model, rule: c.fill)
         model.train(c.mode == "train")
         return model
     }
@@ -69,6 +71,18 @@ enum TransformerFixtures {
                 sourceLocation: sourceLocation)
         let wrong = theirs.filter { ours[$0.key] != nil && ours[$0.key] != $0.value }.keys.sorted()
         #expect(wrong.isEmpty, "\(c.name): shapes differ for \(wrong)", sourceLocation: sourceLocation)
+    }
+
+    /// Our parameters come in timm's `state_dict` order (for models whose state_dict holds
+    /// parameters only, as Swin and TNT).
+    static func expectKeyOrder(_ fileName: String, _ caseName: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let c = try testCase(try file(fileName), caseName)
+        let model = try Models.create(c.model, classes: c.classes, inputChannels: c.inputChannels, inputSize: c.inputSize)
+        let ours = model.namedParameters().map(\.name) + model.namedBuffers().map(\.name)
+        let theirs = c.stateDict.map(\.key)
+        let first = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(ours == theirs, "\(c.name): order differs first at \(first.map { "\($0): ours \(ours[$0]), timm \(theirs[$0])" } ?? "the end")",
+                sourceLocation: sourceLocation)
     }
 
     /// max |ours − theirs| ≤ rtol · max |theirs| + atol; prints the largest difference.

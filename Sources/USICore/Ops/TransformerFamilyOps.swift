@@ -36,3 +36,44 @@ public func gatherLastAxis(_ x: Tensor, indices: [Int]) -> Tensor {
     }
     return out
 }
+
+extension Tensor {
+    /// `torch.roll(x, shift, axis)`: element `i` along `axis` moves to `(i + shift) mod n`
+    /// (a negative shift moves towards the start). A copy.
+    ///
+    /// Swin's shifted windows roll the token grid by half a window before partitioning and
+    /// back after. The pullback rolls the gradient by `-shift`.
+    public func rolled(_ shift: Int, axis: Int) -> Tensor {
+        let a = axis < 0 ? axis + rank : axis
+        precondition(a >= 0 && a < rank, "rolled: axis \(axis) is out of range for shape \(shape)")
+        let out = Tensor(uninitializedShape: shape)
+        Tensor.rollCopy(into: out, from: self, shift: shift, axis: a)
+        GradientTape.record(out, [self]) { g in
+            let gx = Tensor(uninitializedShape: g.shape)
+            Tensor.rollCopy(into: gx, from: g, shift: -shift, axis: a)
+            return [gx]
+        }
+        return out
+    }
+
+    /// Writes `src` rolled by `shift` along `axis` into `dst` (same shape) with two strided copies.
+    static func rollCopy(into dst: Tensor, from src: Tensor, shift: Int, axis: Int) {
+        let n = src.shape[axis]
+        let s = n == 0 ? 0 : ((shift % n) + n) % n
+        let strides = src.strides
+        withExtendedLifetime(src) {
+            // src[0 ..< n-s] → dst[s ..< n]
+            if n - s > 0 {
+                var dims = src.shape
+                dims[axis] = n - s
+                stridedCopy(dst.pointer + s * strides[axis], strides, src.pointer, strides, dims)
+            }
+            // src[n-s ..< n] → dst[0 ..< s]
+            if s > 0 {
+                var dims = src.shape
+                dims[axis] = s
+                stridedCopy(dst.pointer, strides, src.pointer + (n - s) * strides[axis], strides, dims)
+            }
+        }
+    }
+}
