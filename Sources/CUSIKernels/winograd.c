@@ -73,98 +73,14 @@ void usi_winograd_free(usi_winograd_weights *p) {
     free(p);
 }
 
-#if !USI_X86
-// V = B^T d B for the tiles [t0, t0 + rows), all 16 components: component xi of tile r, channel c
-// is v[(xi * rows + r) * ldv + c]. Inputs outside the image read `zeros` (C floats).
-USI_MULTIVERSION
-static void wino_input_transform(float *restrict v, int64_t ldv, const float *x, const float *zeros,
-                                 const usi_conv_shape *s, int64_t t0, int64_t rows, int TH, int TW) {
-    const int C = s->C, per = TH * TW;
-    const size_t plane = (size_t)rows * ldv;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t t = t0 + r;
-        int n = (int)(t / per), th = (int)(t % per) / TW, tw = (int)(t % per) % TW;
-        const float *d[16];
-        for (int a = 0; a < 4; a++) {
-            int ih = 2 * th - s->PT + a;
-            for (int b = 0; b < 4; b++) {
-                int iw = 2 * tw - s->PL + b;
-                d[a * 4 + b] = ih < 0 || ih >= s->H || iw < 0 || iw >= s->W
-                                   ? zeros
-                                   : x + (((size_t)n * s->H + ih) * s->W + iw) * C;
-            }
-        }
-        float *restrict out = v + (size_t)r * ldv;
-        for (int c = 0; c < C; c++) {
-            // Rows of B^T: (d0 - d2, d1 + d2, d2 - d1, d1 - d3), first down the columns...
-            float u[16];
-            for (int b = 0; b < 4; b++) {
-                float d0 = d[b][c], d1 = d[4 + b][c], d2 = d[8 + b][c], d3 = d[12 + b][c];
-                u[b] = d0 - d2;
-                u[4 + b] = d1 + d2;
-                u[8 + b] = d2 - d1;
-                u[12 + b] = d1 - d3;
-            }
-            // ...then along each row.
-            for (int i = 0; i < 4; i++) {
-                float e0 = u[i * 4], e1 = u[i * 4 + 1], e2 = u[i * 4 + 2], e3 = u[i * 4 + 3];
-                out[(size_t)(i * 4) * plane + c] = e0 - e2;
-                out[(size_t)(i * 4 + 1) * plane + c] = e1 + e2;
-                out[(size_t)(i * 4 + 2) * plane + c] = e2 - e1;
-                out[(size_t)(i * 4 + 3) * plane + c] = e1 - e3;
-            }
-        }
-    }
-}
-
-// Y = A^T M A (A^T = [1 1 1 0; 0 1 -1 -1]) plus the bias, for the tiles [t0, t0 + rows):
-// component xi of tile r, output channel o is m[(xi * rows + r) * ldm + o].
-USI_MULTIVERSION
-static void wino_output_transform(float *out, const float *m, int64_t ldm, const float *bias,
-                                  const usi_conv_shape *s, int64_t t0, int64_t rows, int TH, int TW) {
-    const int OC = s->OC, per = TH * TW;
-    const size_t plane = (size_t)rows * ldm;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t t = t0 + r;
-        int n = (int)(t / per), th = (int)(t % per) / TW, tw = (int)(t % per) % TW;
-        int oh = 2 * th, ow = 2 * tw, two_rows = s->OH - oh > 1, two_cols = s->OW - ow > 1;
-        float *y00 = out + (((size_t)n * s->OH + oh) * s->OW + ow) * OC;
-        // Positions past the output's edge are computed into a scratch row and dropped.
-        float edge[4][64];
-        const float *mr = m + (size_t)r * ldm;
-        for (int o0 = 0; o0 < OC; o0 += 64) {
-            int len = OC - o0 < 64 ? OC - o0 : 64;
-            float *restrict q00 = y00 + o0;
-            float *restrict q01 = two_cols ? y00 + OC + o0 : edge[1];
-            float *restrict q10 = two_rows ? y00 + (size_t)s->OW * OC + o0 : edge[2];
-            float *restrict q11 = two_rows && two_cols ? y00 + ((size_t)s->OW + 1) * OC + o0 : edge[3];
-            const float *restrict mo = mr + o0;
-            for (int o = 0; o < len; o++) {
-                float t0v[4], t1v[4];
-                for (int i = 0; i < 4; i++) {
-                    float m0 = mo[(size_t)(i * 4) * plane + o], m1 = mo[(size_t)(i * 4 + 1) * plane + o];
-                    float m2 = mo[(size_t)(i * 4 + 2) * plane + o], m3 = mo[(size_t)(i * 4 + 3) * plane + o];
-                    t0v[i] = m0 + m1 + m2;
-                    t1v[i] = m1 - m2 - m3;
-                }
-                float b = bias ? bias[o0 + o] : 0.0f;
-                q00[o] = t0v[0] + t0v[1] + t0v[2] + b;
-                q01[o] = t1v[0] + t1v[1] + t1v[2] + b;
-                q10[o] = t0v[1] - t0v[2] - t0v[3] + b;
-                q11[o] = t1v[1] - t1v[2] - t1v[3] + b;
-            }
-        }
-    }
-}
-
-#endif
 
 #if USI_X86
 #include <immintrin.h>
 #define WINO_AVX512 __attribute__((target("avx512f")))
 
-// wino_input_transform with 16 channels per register (the packed kernels it feeds need AVX-512,
-// so this runs wherever the Winograd form does on x86).
+// V = B^T d B for the tiles [t0, t0 + rows), all 16 components: component xi of tile r, channel c
+// is v[(xi * rows + r) * ldv + c]. Inputs outside the image read `zeros` (C floats). 16 channels
+// per register: the packed kernels it feeds need AVX-512, so the Winograd form runs only there.
 WINO_AVX512
 static void wino_input_transform_avx512(float *restrict v, int64_t ldv, const float *x, const float *zeros,
                                         const usi_conv_shape *s, int64_t t0, int64_t rows, int TH, int TW) {
@@ -207,7 +123,8 @@ static void wino_input_transform_avx512(float *restrict v, int64_t ldv, const fl
     }
 }
 
-// wino_output_transform with 16 output channels per register.
+// Y = A^T M A (A^T = [1 1 1 0; 0 1 -1 -1]) plus the bias, for the tiles [t0, t0 + rows):
+// component xi of tile r, output channel o is m[(xi * rows + r) * ldm + o]. 16 channels per register.
 WINO_AVX512
 static void wino_output_transform_avx512(float *out, const float *m, int64_t ldm, const float *bias,
                                          const usi_conv_shape *s, int64_t t0, int64_t rows, int TH, int TW) {
@@ -245,9 +162,6 @@ static void wino_output_transform_avx512(float *out, const float *m, int64_t ldm
         }
     }
 }
-#define wino_input_transform wino_input_transform_avx512
-#define wino_output_transform wino_output_transform_avx512
-#endif
 
 typedef struct {
     const usi_conv_shape *s;
@@ -284,18 +198,23 @@ static void wino_task(void *v, int task) {
     }
     float *vbuf = tl_scratch, *mbuf = vbuf + (size_t)16 * rows * ldv, *zeros = mbuf + (size_t)16 * rows * ldm;
     memset(zeros, 0, sizeof(float) * C);
-    wino_input_transform(vbuf, ldv, j->x, zeros, s, t0, rows, j->TH, j->TW);
+    wino_input_transform_avx512(vbuf, ldv, j->x, zeros, s, t0, rows, j->TH, j->TW);
     for (int xi = 0; xi < 16; xi++)
         if (!usi_gemm_packed_weights((int)rows, vbuf + (size_t)xi * rows * ldv, (int)ldv, j->w->u[xi],
                                      mbuf + (size_t)xi * rows * ldm, (int)ldm, NULL)) {
             j->failed = 1;
             return;
         }
-    wino_output_transform(j->out, mbuf, ldm, j->bias, s, t0, rows, j->TH, j->TW);
+    wino_output_transform_avx512(j->out, mbuf, ldm, j->bias, s, t0, rows, j->TH, j->TW);
 }
+#endif
 
 int usi_conv2d_forward_winograd(float *out, const float *x, const usi_winograd_weights *w,
                                 const float *bias, const usi_conv_shape *s) {
+#if !USI_X86
+    (void)out, (void)x, (void)w, (void)bias, (void)s;
+    return 0;  // no packed kernels to run the products on (usi_winograd_pack returned NULL)
+#else
     if (!w || !usi_winograd_applies(s) || w->OC != s->OC || w->C != s->C ||
         !usi_precision_supported(w->precision))
         return 0;
@@ -311,4 +230,5 @@ int usi_conv2d_forward_winograd(float *out, const float *x, const usi_winograd_w
     j.chunk = chunk;
     usi_parallel_for((int)((j.tiles + chunk - 1) / chunk), wino_task, &j);
     return !j.failed;
+#endif
 }
