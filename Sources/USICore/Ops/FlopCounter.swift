@@ -1,22 +1,25 @@
 import Synchronization
 
-/// Counts the multiply-add FLOPs (2 per MAC) of convolutions and matrix products run inside
-/// ``count(_:)`` on any thread — how `usi models` reports GFLOPs.
+/// Counts the floating-point operations (2 per multiply-add) of the convolutions and matrix
+/// products run inside ``count(_:)`` on the calling task, not those of other threads running at
+/// the same time (a process-wide counter let concurrent work into a count).
 public enum FlopCounter {
-    private static let active = Atomic<Int>(0)
-    private static let total = Atomic<Int>(0)
+    /// The running total of one ``count(_:)``.
+    final class Tally: Sendable {
+        let flops = Atomic<Int>(0)
+    }
+
+    @TaskLocal static var tally: Tally?
 
     /// Runs `body` and returns its result with the FLOPs it performed.
     public static func count<R>(_ body: () throws -> R) rethrows -> (result: R, flops: Int) {
-        total.store(0, ordering: .relaxed)
-        active.add(1, ordering: .relaxed)
-        defer { active.subtract(1, ordering: .relaxed) }
-        let result = try body()
-        return (result, total.load(ordering: .relaxed))
+        let running = Tally()
+        let result = try $tally.withValue(running) { try body() }
+        return (result, running.flops.load(ordering: .relaxed))
     }
 
     @inline(__always)
     static func add(multiplyAdds: Int) {
-        if active.load(ordering: .relaxed) > 0 { total.add(2 * multiplyAdds, ordering: .relaxed) }
+        tally?.flops.add(2 * multiplyAdds, ordering: .relaxed)
     }
 }
