@@ -39,7 +39,9 @@ public struct PaddedCropTransform: SampleTransform {
 
     public func apply(_ source: ImageSource, into output: UnsafeMutablePointer<Float>,
                       generator: inout RandomGenerator, workspace: TransformWorkspace) throws {
-        let resize = try EvalTransform(size: size, cropPercentage: 1, interpolation: interpolation, mean: mean, std: std)
+        // A training augmentation: the faster reduced-scale JPEG decode is fine here.
+        let resize = try EvalTransform(size: size, cropPercentage: 1, interpolation: interpolation, mean: mean, std: std,
+                                       decodeScaling: true)
         let image = try resize.processedImage(source, workspace: workspace)
         let c = image.channels
         // The crop's top-left corner in padded coordinates; rows/columns outside the image are zero.

@@ -59,6 +59,23 @@ struct TransformTests {
         Self.check(out, try Self.expected(c), "eval \(c["size"]!) \(c["crop_pct"]!)")
     }
 
+    /// dog.jpg (768×576) is more than twice the 256-px resize target, where reduced-scale DCT
+    /// decoding would apply: by default the transform must decode it in full, as PIL does, so
+    /// it equals the decode-then-resize path that the fixtures above prove equal to timm.
+    @Test("eval transform decodes large JPEGs in full by default, and scaled only when asked",
+          .enabled(if: fileExists(darknetDirectory + "/dog.jpg")))
+    func evalDecodesInFull() throws {
+        let path = darknetDirectory + "/dog.jpg"
+        let decoded = try JPEGDecoder().decode(file: path).image
+        let exact = try EvalTransform()
+        let reference = try exact.processedImage(.pixels(decoded), workspace: TransformWorkspace())
+        Self.check(try exact.processedImage(.file(path: path), workspace: TransformWorkspace()), reference, "dog.jpg, exact")
+        var scaled = exact
+        scaled.decodeScaling = true
+        let fast = try scaled.processedImage(.file(path: path), workspace: TransformWorkspace())
+        #expect(maxDifference(fast.pixels, reference.pixels).max > 0, "the scaled decode is a different path")
+    }
+
     @Test("RandAugment ops equal timm's PIL ops", arguments: cases("op"))
     func operation(index: Int) throws {
         let c = Self.manifest.cases[index]
