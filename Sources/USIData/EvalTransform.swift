@@ -8,8 +8,7 @@ import USICore
 ///
 /// By default the result equals timm's exactly, so evaluation and `usi predict` agree with timm
 /// to the digit. With `decodeScaling`, JPEGs at least twice the resize target are decoded at
-/// reduced DCT scale first: faster on large photos, but not bit-identical to PIL (on darknet's
-/// dog.jpg it swapped the two best ImageNet classes of EfficientNet-Lite0).
+/// reduced DCT scale first: faster on large photos, but not bit-identical to PIL.
 public struct EvalTransform: SampleTransform {
     /// Output side.
     public var size: Int
